@@ -1,0 +1,90 @@
+//! The `strata` command: parses arguments and dispatches to the library crates.
+
+mod commands;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "A daemonless container image toolchain",
+    max_term_width = 110
+)]
+struct Cli {
+    /// Store root (default: /var/lib/strata as root, ~/.local/share/strata otherwise)
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List images
+    Images(commands::ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi(commands::RmiArgs),
+    /// Display detailed information on one or more images
+    Inspect(commands::InspectArgs),
+    /// Show the history of an image
+    History(commands::HistoryArgs),
+    /// Import the contents of a tarball or directory to create a filesystem image
+    Import(commands::ImportArgs),
+    /// Export an image's filesystem as a tar archive
+    Export(commands::ExportArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(commands::SaveArgs),
+    /// Load images from a tar archive or STDIN
+    Load(commands::LoadArgs),
+    /// Manage the store
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show store disk usage
+    Df(commands::DfArgs),
+    /// Remove unreferenced blobs, partial downloads and (with --all) untagged images
+    Prune(commands::PruneArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = cli.root.unwrap_or_else(strata_store::Store::default_root);
+    let result = match cli.command {
+        Command::Images(args) => commands::images(&root, args),
+        Command::Tag { source, target } => commands::tag(&root, &source, &target),
+        Command::Rmi(args) => commands::rmi(&root, args),
+        Command::Inspect(args) => commands::inspect(&root, args),
+        Command::History(args) => commands::history(&root, args),
+        Command::Import(args) => commands::import(&root, args),
+        Command::Export(args) => commands::export(&root, args),
+        Command::Save(args) => commands::save(&root, args),
+        Command::Load(args) => commands::load(&root, args),
+        Command::System {
+            command: SystemCommand::Df(args),
+        } => commands::system_df(&root, args),
+        Command::System {
+            command: SystemCommand::Prune(args),
+        } => commands::system_prune(&root, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Interoperability with the peer tools, byte for byte: docker (load/run/save), skopeo and umoci
+//! reading the store, and the OCI JSON schemas. Skips when a peer is missing, unless
+//! STRATA_REQUIRE_PEERS=1 (as in CI, which installs them).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Strata, debian_rootfs, fixtures, have, run_tool};
+use serde_json::Value;
+
+fn docker_ready() -> bool {
+    have("docker", &["info"])
+}
+
+/// A unique repository name so parallel tests and earlier runs never collide in dockerd.
+fn unique(name: &str) -> String {
+    format!("strata-test/{name}-{}", std::process::id())
+}
+
+/// Imports the Debian rootfs and returns (strata, reference, image ID).
+fn import_debian(tag: &str) -> Option<(Strata, String, String)> {
+    let rootfs = debian_rootfs()?;
+    let strata = Strata::new();
+    let reference = format!("{}:{tag}", unique("debian"));
+    let id = strata
+        .ok(&[
+            "import",
+            "--change",
+            r#"CMD ["bash"]"#,
+            rootfs.to_str().unwrap(),
+            &reference,
+        ])
+        .trim()
+        .to_string();
+    Some((strata, reference, id))
+}
+
+#[test]
+fn docker_loads_and_runs_what_strata_saves() {
+    if !docker_ready() {
+        return;
+    }
+    let Some((strata, reference, id)) = import_debian("save") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("debian.tar");
+    strata.ok(&["save", "-o", archive.to_str().unwrap(), &reference]);
+    let out = run_tool("docker", &["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.contains(&format!("Loaded image: {reference}")), "{out}");
+    let docker_id = run_tool(
+        "docker",
+        &["image", "inspect", "--format", "{{.Id}}", &reference],
+    );
+    assert_eq!(docker_id.trim(), id, "docker computes the same image ID");
+    let version = run_tool(
+        "docker",
+        &["run", "--rm", &reference, "cat", "/etc/debian_version"],
+    );
+    let expected =
+        std::fs::read_to_string(debian_rootfs().unwrap().join("etc/debian_version")).unwrap();
+    assert_eq!(version, expected);
+    run_tool("docker", &["rmi", "-f", &reference]);
+}
+
+#[test]
+fn strata_loads_docker_save_with_same_id_and_diff_ids() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(rootfs) = debian_rootfs() else {
+        return;
+    };
+    let reference = format!("{}:docker", unique("debian"));
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs_tar = dir.path().join("rootfs.tar");
+    let status = Command::new("tar")
+        .args([
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            rootfs_tar.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    run_tool(
+        "docker",
+        &[
+            "import",
+            "--change",
+            "CMD [\"bash\"]",
+            rootfs_tar.to_str().unwrap(),
+            &reference,
+        ],
+    );
+    let archive = dir.path().join("docker-save.tar");
+    run_tool(
+        "docker",
+        &["save", "-o", archive.to_str().unwrap(), &reference],
+    );
+    let docker: Vec<Value> =
+        serde_json::from_str(&run_tool("docker", &["image", "inspect", &reference])).unwrap();
+    run_tool("docker", &["rmi", "-f", &reference]);
+
+    let strata = Strata::new();
+    let out = strata.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out, format!("Loaded image: {reference}\n"));
+    let ours: Vec<Value> = serde_json::from_str(&strata.ok(&["inspect", &reference])).unwrap();
+    assert_eq!(ours[0]["Id"], docker[0]["Id"], "same image ID");
+    assert_eq!(
+        ours[0]["RootFS"]["Layers"], docker[0]["RootFS"]["Layers"],
+        "same diff_ids"
+    );
+    assert_eq!(ours[0]["Size"], docker[0]["Size"], "same size");
+    assert_eq!(ours[0]["Config"]["Cmd"], docker[0]["Config"]["Cmd"]);
+    strata.assert_blobs_verified();
+}
+
+#[test]
+fn skopeo_and_umoci_read_the_store() {
+    if !have("skopeo", &["--version"]) || !have("umoci", &["--version"]) {
+        return;
+    }
+    let strata = Strata::new();
+    let tree = tempfile::tempdir().unwrap();
+    common::sample_tree(tree.path());
+    strata.ok(&[
+        "import",
+        tree.path().to_str().unwrap(),
+        "localhost:5000/team/app:v1",
+    ]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(strata.root().join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let layout = strata.root().join("repositories/localhost_5000/team/app");
+    let skopeo: Value = serde_json::from_str(&run_tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:v1", layout.display())],
+    ))
+    .unwrap();
+    assert_eq!(skopeo["Digest"], manifest_digest.as_str());
+    assert_eq!(skopeo["Layers"].as_array().unwrap().len(), 1);
+    // The root is one layout too, with full references as names.
+    let root_ref = format!("oci:{}:localhost:5000/team/app:v1", strata.root().display());
+    let skopeo_root: Value =
+        serde_json::from_str(&run_tool("skopeo", &["inspect", &root_ref])).unwrap();
+    assert_eq!(skopeo_root["Digest"], manifest_digest.as_str());
+
+    let bundle = tempfile::tempdir().unwrap();
+    let bundle_dir = bundle.path().join("bundle");
+    run_tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:v1", layout.display()),
+            bundle_dir.to_str().unwrap(),
+        ],
+    );
+    let rootfs = bundle_dir.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/os-release")).unwrap(),
+        "NAME=strata-test\n"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+
+    // skopeo can copy out of the store and strata can load the result.
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("copy.tar");
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker-archive:{}:copied/app:v1", archive.display()),
+        ],
+    );
+    let other = Strata::new();
+    assert_eq!(
+        other.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: copied/app:v1\n"
+    );
+}
+
+#[test]
+fn everything_strata_writes_validates_against_the_oci_schemas() {
+    if !have("python3", &["-c", "import jsonschema, referencing"]) {
+        return;
+    }
+    let strata = Strata::new();
+    let tree = tempfile::tempdir().unwrap();
+    common::sample_tree(tree.path());
+    strata.ok(&[
+        "import",
+        "--change",
+        "EXPOSE 80",
+        "--change",
+        "LABEL a=b",
+        tree.path().to_str().unwrap(),
+        "schema/a:1",
+    ]);
+    strata.ok(&["tag", "schema/a:1", "localhost:5000/schema/b:2"]);
+    strata.ok(&[
+        "load",
+        "-i",
+        fixtures()
+            .join("ggcr/tarball/test_link.tar")
+            .to_str()
+            .unwrap(),
+    ]);
+    strata.ok(&[
+        "load",
+        "-i",
+        fixtures()
+            .join("ggcr/tarball/hello-world-v25.tar")
+            .to_str()
+            .unwrap(),
+    ]);
+    let saved = tree.path().join("saved.tar");
+    strata.ok(&[
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        saved.to_str().unwrap(),
+        "schema/a:1",
+        "bazel/v1/tarball:test_image_3",
+    ]);
+
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for entry in std::fs::read_dir(strata.root().join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(value) = serde_json::from_slice::<Value>(&std::fs::read(&path).unwrap()) else {
+            continue;
+        };
+        let kind = match value["mediaType"].as_str() {
+            Some(t) if t.contains("manifest") && !t.contains("list") => "manifest",
+            Some(t) if t.contains("index") || t.contains("list") => "index",
+            _ if value.get("rootfs").is_some() => "config",
+            _ => continue,
+        };
+        by_kind
+            .entry(kind)
+            .or_default()
+            .push(path.display().to_string());
+    }
+    let mut indexes = vec![strata.root().join("index.json").display().to_string()];
+    for repo in [
+        "repositories/docker.io/schema/a",
+        "repositories/localhost_5000/schema/b",
+    ] {
+        indexes.push(
+            strata
+                .root()
+                .join(repo)
+                .join("index.json")
+                .display()
+                .to_string(),
+        );
+    }
+    let extracted = tree.path().join("extracted");
+    std::fs::create_dir(&extracted).unwrap();
+    tar::Archive::new(std::fs::File::open(&saved).unwrap())
+        .unpack(&extracted)
+        .unwrap();
+    indexes.push(extracted.join("index.json").display().to_string());
+    by_kind.entry("index").or_default().extend(indexes);
+    let layouts = vec![
+        strata.root().join("oci-layout").display().to_string(),
+        extracted.join("oci-layout").display().to_string(),
+    ];
+    by_kind.insert("layout", layouts);
+    assert!(
+        by_kind["manifest"].len() >= 3 && by_kind["config"].len() >= 3,
+        "{by_kind:?}"
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/validate-oci-json.py");
+    let schemas = fixtures().join("image-spec-schema");
+    for (kind, files) in &by_kind {
+        let mut args = vec![schemas.display().to_string(), kind.to_string()];
+        args.extend(files.iter().cloned());
+        let output = Command::new(&script).args(&args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{kind} documents fail the OCI schema:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The catalog's persistence in `meta.redb`. Each operation opens the database, runs one
+//! transaction and closes it, under `meta.lock`, so concurrent strata processes queue instead of
+//! failing on the database's single-process lock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_oci::Digest;
+
+use crate::{Catalog, FORMAT_VERSION, Result, Store, StoreError};
+
+const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
+const LAYERS: TableDefinition<&str, &str> = TableDefinition::new("layers");
+const INFO: TableDefinition<&str, &str> = TableDefinition::new("info");
+
+const FORMAT_KEY: &str = "format_version";
+
+fn db_path(store: &Store) -> PathBuf {
+    store.root.join("meta.redb")
+}
+
+fn open(store: &Store) -> Result<redb::Database> {
+    let path = db_path(store);
+    redb::Database::create(&path).map_err(|e| StoreError::db(&path, e))
+}
+
+/// Stamps a new store with the format version, or checks an existing one's.
+pub(crate) fn check_format(store: &Store) -> Result<()> {
+    let _lock = store.lock_meta()?;
+    let path = db_path(store);
+    let db = open(store)?;
+    let txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+    {
+        let mut info = txn.open_table(INFO).map_err(|e| StoreError::db(&path, e))?;
+        let found = info
+            .get(FORMAT_KEY)
+            .map_err(|e| StoreError::db(&path, e))?
+            .map(|v| v.value().to_string());
+        match found {
+            Some(v) if v == FORMAT_VERSION.to_string() => return Ok(()),
+            Some(v) => {
+                return Err(StoreError::FormatVersion {
+                    root: store.root.clone(),
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            None => {
+                info.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_str())
+                    .map_err(|e| StoreError::db(&path, e))?;
+            }
+        }
+    }
+    txn.commit().map_err(|e| StoreError::db(&path, e))
+}
+
+fn read_map<T: ReadableTable<&'static str, &'static str>, V: DeserializeOwned>(
+    path: &std::path::Path,
+    table: &T,
+) -> Result<BTreeMap<Digest, V>> {
+    let mut map = BTreeMap::new();
+    for item in table.iter().map_err(|e| StoreError::db(path, e))? {
+        let (key, value) = item.map_err(|e| StoreError::db(path, e))?;
+        let corrupt = |message: String| StoreError::CorruptRecord {
+            key: key.value().to_string(),
+            message,
+        };
+        let digest: Digest = key
+            .value()
+            .parse()
+            .map_err(|e: strata_oci::DigestError| corrupt(e.to_string()))?;
+        let record: V = serde_json::from_str(value.value()).map_err(|e| corrupt(e.to_string()))?;
+        map.insert(digest, record);
+    }
+    Ok(map)
+}
+
+fn read_catalog<T: ReadableTable<&'static str, &'static str>>(
+    path: &std::path::Path,
+    tags: &T,
+    images: &T,
+    layers: &T,
+) -> Result<Catalog> {
+    let mut catalog = Catalog::default();
+    for item in tags.iter().map_err(|e| StoreError::db(path, e))? {
+        let (key, value) = item.map_err(|e| StoreError::db(path, e))?;
+        let digest = value
+            .value()
+            .parse()
+            .map_err(|e: strata_oci::DigestError| StoreError::CorruptRecord {
+                key: key.value().to_string(),
+                message: e.to_string(),
+            })?;
+        catalog.tags.insert(key.value().to_string(), digest);
+    }
+    catalog.images = read_map(path, images)?;
+    catalog.layers = read_map(path, layers)?;
+    Ok(catalog)
+}
+
+pub(crate) fn load(store: &Store) -> Result<Catalog> {
+    let _lock = store.lock_meta()?;
+    let path = db_path(store);
+    let db = open(store)?;
+    let txn = db.begin_read().map_err(|e| StoreError::db(&path, e))?;
+    let open_table = |def| match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(StoreError::db(&path, e)),
+    };
+    match (open_table(TAGS)?, open_table(IMAGES)?, open_table(LAYERS)?) {
+        (Some(tags), Some(images), Some(layers)) => read_catalog(&path, &tags, &images, &layers),
+        _ => Ok(Catalog::default()),
+    }
+}
+
+pub(crate) fn update<T, E: From<StoreError>>(
+    store: &Store,
+    change: impl FnOnce(&mut Catalog) -> Result<T, E>,
+    after_commit: impl FnOnce(&Catalog) -> Result<()>,
+) -> Result<T, E> {
+    let _lock = store.lock_meta()?;
+    let path = db_path(store);
+    let db = open(store)?;
+    let txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
+    let (value, after) = {
+        let mut tags = txn.open_table(TAGS).map_err(|e| StoreError::db(&path, e))?;
+        let mut images = txn
+            .open_table(IMAGES)
+            .map_err(|e| StoreError::db(&path, e))?;
+        let mut layers = txn
+            .open_table(LAYERS)
+            .map_err(|e| StoreError::db(&path, e))?;
+        let before = read_catalog(&path, &tags, &images, &layers)?;
+        let mut after = before.clone();
+        let value = change(&mut after)?;
+        write_diff(&path, &mut tags, &before.tags, &after.tags, |d| {
+            Ok(d.to_string())
+        })?;
+        write_diff(&path, &mut images, &before.images, &after.images, to_json)?;
+        write_diff(&path, &mut layers, &before.layers, &after.layers, to_json)?;
+        (value, after)
+    };
+    txn.commit().map_err(|e| StoreError::db(&path, e))?;
+    after_commit(&after)?;
+    Ok(value)
+}
+
+fn to_json<V: Serialize>(value: &V) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::CorruptRecord {
+        key: String::new(),
+        message: e.to_string(),
+    })
+}
+
+fn write_diff<K: Ord + ToString, V: PartialEq>(
+    path: &std::path::Path,
+    table: &mut redb::Table<&str, &str>,
+    before: &BTreeMap<K, V>,
+    after: &BTreeMap<K, V>,
+    encode: impl Fn(&V) -> Result<String>,
+) -> Result<()> {
+    for key in before.keys().filter(|k| !after.contains_key(k)) {
+        table
+            .remove(key.to_string().as_str())
+            .map_err(|e| StoreError::db(path, e))?;
+    }
+    for (key, value) in after {
+        if before.get(key) != Some(value) {
+            table
+                .insert(key.to_string().as_str(), encode(value)?.as_str())
+                .map_err(|e| StoreError::db(path, e))?;
+        }
+    }
+    Ok(())
+}
