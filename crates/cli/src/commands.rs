@@ -505,7 +505,7 @@ pub struct DfArgs {
 pub fn system_df(root: &Path, args: DfArgs) -> Result<()> {
     let store = open(root)?;
     let usage = strata_image::gc::disk_usage(&store)?;
-    let percent = |part: u64, whole: u64| if whole == 0 { 0 } else { part * 100 / whole };
+    let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let reclaimable = usage.untagged_only_bytes;
     let values = vec![
         json!({
@@ -588,5 +588,45 @@ pub fn system_prune(root: &Path, args: PruneArgs) -> Result<()> {
         report.reclaimed_bytes()
     };
     println!("Total reclaimed space: {}", human::human_size(reclaimed));
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct UnpackArgs {
+    image: String,
+    /// Directory to unpack into (created if missing)
+    dir: PathBuf,
+}
+
+pub fn unpack(root: &Path, args: UnpackArgs) -> Result<()> {
+    let store = open(root)?;
+    strata_image::unpack(&store, &args.image, &args.dir)?;
+    Ok(())
+}
+
+pub fn debug_digest(file: &Path) -> Result<()> {
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut reader = strata_oci::DigestReader::new(input, strata_oci::Algorithm::Sha256);
+    let mut buf = vec![0u8; 1 << 20];
+    while reader
+        .read(&mut buf)
+        .with_context(|| format!("reading {}", file.display()))?
+        > 0
+    {}
+    let (digest, size) = reader.finish();
+    println!("{digest} {size}");
+    Ok(())
+}
+
+pub fn debug_apply_layer(layer: &Path, dir: &Path) -> Result<()> {
+    let input =
+        std::fs::File::open(layer).with_context(|| format!("opening {}", layer.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stats = strata_layer::apply_layer(
+        dir,
+        io::BufReader::with_capacity(1 << 20, input),
+        &strata_layer::ApplyOptions::default(),
+    )?;
+    eprintln!("applied {} entries, {} bytes", stats.entries, stats.bytes);
     Ok(())
 }

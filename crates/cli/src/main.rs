@@ -45,11 +45,27 @@ enum Command {
     Save(commands::SaveArgs),
     /// Load images from a tar archive or STDIN
     Load(commands::LoadArgs),
+    /// Unpack an image's layers into a directory (its root filesystem)
+    Unpack(commands::UnpackArgs),
     /// Manage the store
     System {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Low-level helpers for benchmarks and debugging
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Print the sha256 digest of a file, using the store's digesting path
+    Digest { file: PathBuf },
+    /// Apply one uncompressed layer tar onto a directory
+    ApplyLayer { layer: PathBuf, dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +89,13 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export(&root, args),
         Command::Save(args) => commands::save(&root, args),
         Command::Load(args) => commands::load(&root, args),
+        Command::Unpack(args) => commands::unpack(&root, args),
+        Command::Debug {
+            command: DebugCommand::Digest { file },
+        } => commands::debug_digest(&file),
+        Command::Debug {
+            command: DebugCommand::ApplyLayer { layer, dir },
+        } => commands::debug_apply_layer(&layer, &dir),
         Command::System {
             command: SystemCommand::Df(args),
         } => commands::system_df(&root, args),

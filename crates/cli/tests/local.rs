@@ -456,3 +456,32 @@ fn bad_flags_and_names_are_clear_errors() {
     let err = strata.fails(&["images", "--format", "{{.Nope"]);
     assert!(err.contains("template"), "{err}");
 }
+
+#[test]
+fn unpack_applies_the_layers() {
+    use std::os::unix::fs::MetadataExt;
+    let strata = Strata::new();
+    import_sample(&strata, "unpack:1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    strata.ok(&["unpack", "unpack:1", rootfs.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/os-release")).unwrap(),
+        "NAME=strata-test\n"
+    );
+    let a = std::fs::metadata(rootfs.join("etc/os-release")).unwrap();
+    let b = std::fs::metadata(rootfs.join("etc/os-release.hard")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "hardlinks stay hardlinks");
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin")).unwrap(),
+        std::path::Path::new("usr/bin")
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("usr/bin/tool"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert!(rootfs.join("var/empty").is_dir());
+}

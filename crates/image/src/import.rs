@@ -185,3 +185,33 @@ pub fn export(store: &Store, input: &str, out: impl Write) -> Result<()> {
     strata_layer::flatten_layers(&mut open, layers.len(), out)?;
     Ok(())
 }
+
+/// Applies `input`'s layers in order onto `dir` (created if missing), checking each layer
+/// against its diffID as it streams. Returns the number of layers applied.
+pub fn unpack(store: &Store, input: &str, dir: &std::path::Path) -> Result<usize> {
+    let catalog = store.catalog()?;
+    let key = catalog.resolve(input)?.keys().remove(0);
+    let record = catalog
+        .images
+        .get(&key)
+        .ok_or_else(|| strata_store::StoreError::ImageNotFound(input.into()))?;
+    let image = StoredImage::load(store, record)?;
+    std::fs::create_dir_all(dir).map_err(|e| ImageError::io(dir.display().to_string(), e))?;
+    let options = strata_layer::ApplyOptions::default();
+    for (layer, diff_id) in image.manifest.layers.iter().zip(&image.config.diff_ids) {
+        let mut reader =
+            strata_oci::DigestReader::new(layer_io::open_layer(store, layer)?, diff_id.algorithm());
+        strata_layer::apply_layer(dir, &mut reader, &options)?;
+        std::io::copy(&mut reader, &mut std::io::sink())
+            .map_err(|e| ImageError::io(format!("reading layer {}", layer.digest), e))?;
+        let (actual, _) = reader.finish();
+        if actual != *diff_id {
+            return Err(ImageError::Document {
+                what: "layer",
+                digest: layer.digest.to_string(),
+                message: format!("uncompresses to {actual}, but the config's diff_id is {diff_id}"),
+            });
+        }
+    }
+    Ok(image.manifest.layers.len())
+}

@@ -14,7 +14,7 @@ mod remove;
 mod save;
 
 pub use error::{ImageError, Result};
-pub use import::{ImportOptions, ImportSource, export, import};
+pub use import::{ImportOptions, ImportSource, export, import, unpack};
 pub use load::{LoadedImage, load};
 pub use remove::{Removal, remove_image, tag};
 pub use save::{SaveFormat, save};

@@ -46,10 +46,11 @@ pub fn load(store: &Store, input: impl Read) -> Result<Vec<LoadedImage>> {
     let mut added = Vec::new();
     let result = load_locked(store, input, &mut added);
     drop(lock);
-    if result.is_err() && !added.is_empty() {
-        if let Err(e) = gc::remove_unreferenced(store, &added) {
-            tracing::warn!("could not remove blobs of the failed load: {e}");
-        }
+    if result.is_err()
+        && !added.is_empty()
+        && let Err(e) = gc::remove_unreferenced(store, &added)
+    {
+        tracing::warn!("could not remove blobs of the failed load: {e}");
     }
     result
 }

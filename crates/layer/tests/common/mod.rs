@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 /// One raw ustar header; every field is written verbatim.
@@ -307,4 +307,66 @@ pub fn set_all_mtimes(top: &Path, base: i64) {
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+pub const LONG_NAME: &str = "this-file-name-is-deliberately-longer-than-the-one-hundred-bytes-a-ustar-name-field-holds-0123456789";
+
+/// A tree exercising every entry type. Mtimes are whole seconds.
+pub fn sample_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("etc/conf.d")).unwrap();
+    fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    fs::write(dir.join("etc/conf.d/a.conf"), "a").unwrap();
+    fs::create_dir(dir.join("bin")).unwrap();
+    fs::write(dir.join("bin/tool"), vec![0x7f; 70_000]).unwrap();
+    fs::set_permissions(dir.join("bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::hard_link(dir.join("bin/tool"), dir.join("bin/tool-alias")).unwrap();
+    symlink("tool", dir.join("bin/link")).unwrap();
+    symlink("x".repeat(150), dir.join("bin/long-target")).unwrap();
+    fs::create_dir(dir.join("deep")).unwrap();
+    fs::write(dir.join("deep").join(LONG_NAME), "long").unwrap();
+    fs::write(dir.join("a-b"), "sorts before a/ bytewise").unwrap();
+    fs::create_dir(dir.join("a")).unwrap();
+    fs::write(dir.join("a/z"), "z").unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &dir.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(dir.join("socket")).unwrap();
+    fs::create_dir(dir.join("tmp")).unwrap();
+    fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::write(dir.join("empty"), "").unwrap();
+    fs::set_permissions(dir.join("empty"), fs::Permissions::from_mode(0o000)).unwrap();
+    rustix::fs::setxattr(
+        dir.join("etc/hosts").as_path(),
+        "user.comment",
+        b"hello\0binary",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    fs::create_dir(dir.join("ro")).unwrap();
+    fs::write(dir.join("ro/f"), "inside read-only").unwrap();
+    fs::set_permissions(dir.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    if is_root() {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            &dir.join("etc/hosts"),
+            Some(rustix::process::Uid::from_raw(1234)),
+            Some(rustix::process::Gid::from_raw(5678)),
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &dir.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+    }
+    set_all_mtimes(dir, 1_650_000_000);
 }
