@@ -48,9 +48,20 @@ fn print_objects(values: &[Value], format: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn print_list(format: &str, default_table: &str, rows: &[Value], headers: &Value) -> Result<()> {
-    let text = strata_gotmpl::render_list(format, default_table, rows, headers)
-        .context("template error")?;
+/// `--format` for lists: the command's default table unless the user gave a format.
+fn print_list(
+    format: Option<&str>,
+    default_table: &str,
+    rows: &[Value],
+    headers: &Value,
+) -> Result<()> {
+    let text = strata_gotmpl::render_list(
+        format.unwrap_or(default_table),
+        default_table,
+        rows,
+        headers,
+    )
+    .context("template error")?;
     io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
@@ -145,12 +156,7 @@ pub fn images(root: &Path, args: ImagesArgs) -> Result<()> {
     } else {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    print_list(
-        args.format.as_deref().unwrap_or(default_table),
-        default_table,
-        &values,
-        &headers,
-    )
+    print_list(args.format.as_deref(), default_table, &values, &headers)
 }
 
 pub fn tag(root: &Path, source: &str, target: &str) -> Result<()> {
@@ -203,26 +209,20 @@ pub struct InspectArgs {
     images: Vec<String>,
 }
 
-fn load_image(store: &Store, catalog: &strata_store::Catalog, input: &str) -> Result<StoredImage> {
-    let key = catalog.resolve(input)?.keys().remove(0);
-    let record = &catalog.images[&key];
-    Ok(StoredImage::load(store, record)?)
-}
-
 pub fn inspect(root: &Path, args: InspectArgs) -> Result<()> {
     let store = open(root)?;
     let catalog = store.catalog()?;
     let mut values = Vec::new();
     let mut missing = Vec::new();
     for input in &args.images {
-        match load_image(&store, &catalog, input) {
+        match StoredImage::resolve(&store, &catalog, input) {
             Ok(image) => values.push(inspect::inspect_json(&catalog, &image)),
             Err(e) => missing.push(e),
         }
     }
     print_objects(&values, args.format.as_deref())?;
     if let Some(first) = missing.into_iter().next() {
-        return Err(first);
+        return Err(first.into());
     }
     Ok(())
 }
@@ -256,7 +256,7 @@ fn ellipsis(text: &str, max: usize) -> String {
 pub fn history(root: &Path, args: HistoryArgs) -> Result<()> {
     let store = open(root)?;
     let catalog = store.catalog()?;
-    let image = load_image(&store, &catalog, &args.image)?;
+    let image = StoredImage::resolve(&store, &catalog, &args.image)?;
     let rows = inspect::history(&catalog, &image);
     let now = chrono::Utc::now();
     let short = |id: &str| {
@@ -288,12 +288,7 @@ pub fn history(root: &Path, args: HistoryArgs) -> Result<()> {
         .collect();
     let headers = json!({"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"});
     let default_table = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
-    print_list(
-        args.format.as_deref().unwrap_or(default_table),
-        default_table,
-        &values,
-        &headers,
-    )
+    print_list(args.format.as_deref(), default_table, &values, &headers)
 }
 
 #[derive(Args)]
@@ -520,18 +515,17 @@ pub fn system_df(root: &Path, args: DfArgs) -> Result<()> {
             "TotalCount": usage.unreferenced_blobs.to_string(),
             "Active": "0",
             "Size": human::human_size(usage.unreferenced_bytes),
-            "Reclaimable": format!("{} (100%)", human::human_size(usage.unreferenced_bytes)),
+            "Reclaimable": format!(
+                "{} ({}%)",
+                human::human_size(usage.unreferenced_bytes),
+                percent(usage.unreferenced_bytes, usage.unreferenced_bytes)
+            ),
         }),
     ];
     let headers = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
     let default_table =
         "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
-    print_list(
-        args.format.as_deref().unwrap_or(default_table),
-        default_table,
-        &values,
-        &headers,
-    )
+    print_list(args.format.as_deref(), default_table, &values, &headers)
 }
 
 #[derive(Args)]

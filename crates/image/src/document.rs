@@ -155,6 +155,20 @@ pub struct StoredImage {
 }
 
 impl StoredImage {
+    /// The image a user's string names (see [`strata_store::Catalog::resolve`]).
+    pub fn resolve(
+        store: &Store,
+        catalog: &strata_store::Catalog,
+        input: &str,
+    ) -> Result<StoredImage> {
+        let key = catalog.resolve(input)?.keys().remove(0);
+        let record = catalog
+            .images
+            .get(&key)
+            .ok_or_else(|| strata_store::StoreError::ImageNotFound(input.into()))?;
+        StoredImage::load(store, record)
+    }
+
     pub fn load(store: &Store, record: &ImageRecord) -> Result<StoredImage> {
         let manifest_bytes = store.read_blob(&record.manifest, MAX_MANIFEST_BYTES)?;
         let manifest = match parse_document(&manifest_bytes, &record.manifest)? {

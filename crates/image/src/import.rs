@@ -167,13 +167,7 @@ fn import_locked(
 
 /// Writes the merged filesystem of `input`'s layers to `out` as one tar.
 pub fn export(store: &Store, input: &str, out: impl Write) -> Result<()> {
-    let catalog = store.catalog()?;
-    let key = catalog.resolve(input)?.keys().remove(0);
-    let record = catalog
-        .images
-        .get(&key)
-        .ok_or_else(|| strata_store::StoreError::ImageNotFound(input.into()))?;
-    let image = StoredImage::load(store, record)?;
+    let image = StoredImage::resolve(store, &store.catalog()?, input)?;
     let layers = image.manifest.layers.clone();
     let mut open = |i: usize| -> std::result::Result<Box<dyn Read>, strata_layer::LayerError> {
         layer_io::open_layer(store, &layers[i]).map_err(|e| strata_layer::LayerError::Io {
@@ -189,13 +183,7 @@ pub fn export(store: &Store, input: &str, out: impl Write) -> Result<()> {
 /// Applies `input`'s layers in order onto `dir` (created if missing), checking each layer
 /// against its diffID as it streams. Returns the number of layers applied.
 pub fn unpack(store: &Store, input: &str, dir: &std::path::Path) -> Result<usize> {
-    let catalog = store.catalog()?;
-    let key = catalog.resolve(input)?.keys().remove(0);
-    let record = catalog
-        .images
-        .get(&key)
-        .ok_or_else(|| strata_store::StoreError::ImageNotFound(input.into()))?;
-    let image = StoredImage::load(store, record)?;
+    let image = StoredImage::resolve(store, &store.catalog()?, input)?;
     std::fs::create_dir_all(dir).map_err(|e| ImageError::io(dir.display().to_string(), e))?;
     let options = strata_layer::ApplyOptions::default();
     for (layer, diff_id) in image.manifest.layers.iter().zip(&image.config.diff_ids) {
@@ -206,11 +194,7 @@ pub fn unpack(store: &Store, input: &str, dir: &std::path::Path) -> Result<usize
             .map_err(|e| ImageError::io(format!("reading layer {}", layer.digest), e))?;
         let (actual, _) = reader.finish();
         if actual != *diff_id {
-            return Err(ImageError::Document {
-                what: "layer",
-                digest: layer.digest.to_string(),
-                message: format!("uncompresses to {actual}, but the config's diff_id is {diff_id}"),
-            });
+            return Err(layer_io::diff_id_mismatch(layer, &actual, diff_id));
         }
     }
     Ok(image.manifest.layers.len())

@@ -8,8 +8,8 @@ use strata_store::{Catalog, ImageRecord, Store};
 use crate::Result;
 use crate::document::StoredImage;
 
-/// Uncompressed size of an image: the sum of its layers, as Docker reports it.
-pub fn image_size(catalog: &Catalog, image: &StoredImage) -> u64 {
+/// Each layer's size as Docker reports it, bottom first (the blob size until measured).
+fn layer_sizes<'a>(catalog: &'a Catalog, image: &'a StoredImage) -> impl Iterator<Item = u64> + 'a {
     image
         .config
         .diff_ids
@@ -22,7 +22,11 @@ pub fn image_size(catalog: &Catalog, image: &StoredImage) -> u64 {
                 .and_then(|l| l.display_size())
                 .unwrap_or(blob.size)
         })
-        .sum()
+}
+
+/// An image's size: the sum of its layers, as Docker reports it.
+pub fn image_size(catalog: &Catalog, image: &StoredImage) -> u64 {
+    layer_sizes(catalog, image).sum()
 }
 
 pub fn created(image: &StoredImage) -> Option<DateTime<Utc>> {
@@ -127,18 +131,7 @@ pub fn history(catalog: &Catalog, image: &StoredImage) -> Vec<HistoryRow> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut layer_sizes = image
-        .config
-        .diff_ids
-        .iter()
-        .zip(&image.manifest.layers)
-        .map(|(diff_id, blob)| {
-            catalog
-                .layers
-                .get(diff_id)
-                .and_then(|l| l.display_size())
-                .unwrap_or(blob.size)
-        });
+    let mut layer_sizes = layer_sizes(catalog, image);
     let mut rows: Vec<HistoryRow> = entries
         .iter()
         .map(|entry| {

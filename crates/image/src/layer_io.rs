@@ -91,14 +91,18 @@ pub fn scan_layer(store: &Store, layer: &BlobRef, diff_id: &Digest) -> Result<La
         .map_err(|e| ImageError::io(format!("uncompressing layer {}", layer.digest), e))?;
     let (actual, uncompressed) = reader.finish();
     if actual != *diff_id {
-        return Err(ImageError::Document {
-            what: "layer",
-            digest: layer.digest.to_string(),
-            message: format!("uncompresses to {actual}, but the config's diff_id is {diff_id}"),
-        });
+        return Err(diff_id_mismatch(layer, &actual, diff_id));
     }
     Ok(LayerSizes {
         uncompressed,
         content,
     })
+}
+
+pub(crate) fn diff_id_mismatch(layer: &BlobRef, actual: &Digest, diff_id: &Digest) -> ImageError {
+    ImageError::Document {
+        what: "layer",
+        digest: layer.digest.to_string(),
+        message: format!("uncompresses to {actual}, but the config's diff_id is {diff_id}"),
+    }
 }
