@@ -83,6 +83,11 @@ pub struct ApplyStats {
 /// Nothing is fsync'ed; durability is the caller's decision.
 ///
 /// `root` itself may be given metadata by a `./` entry, as Docker does.
+///
+/// On error the root is left partially modified; callers should discard it.
+/// Device nodes are skipped (and counted) unless
+/// [`ApplyOptions::allow_device_nodes`], as rootless tools do, rather than
+/// failing the whole image.
 pub fn apply_layer<R: Read>(
     root: &Path,
     tar_stream: R,

@@ -14,11 +14,12 @@ pub enum Compression {
 
 /// Gzip level used when creating layers.
 ///
-/// Level 3 rather than zlib's default 6: with the zlib-rs backend it is about
-/// twice as fast while producing output only ~3-5% larger on typical rootfs
-/// content, and on small build machines compression is the bottleneck of
-/// `commit`/`push`. Level 1 uses a different, much weaker matcher ("quick"
-/// strategy) whose size penalty is not worth it for blobs that get pushed.
+/// Level 3 rather than zlib's default 6. Measured with the zlib-rs backend
+/// on a 188 MB rootfs sample: level 6 gave 43.7% of the input in 2.2 s,
+/// level 3 44.7% in 1.8 s, level 1 52.2% in 0.8 s. Level 3 keeps nearly all
+/// of the size benefit (blobs are pulled many times) while compressing
+/// faster on small build machines; level 1 switches to a much weaker matcher
+/// and costs ~20% more bytes on every pull. For speed, prefer zstd.
 pub const GZIP_LEVEL: u32 = 3;
 
 /// Zstd level used when creating layers (zstd's own default: fast and

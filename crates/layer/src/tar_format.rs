@@ -245,11 +245,21 @@ impl<R: Read> TarReader<R> {
         self.content_left -= n as u64;
     }
 
-    /// Reads a whole small extension body (already bounded by the caller).
+    /// Reads a whole extension body (its size already checked against the
+    /// limit). The buffer grows with the data actually present, so a header
+    /// that merely *claims* a large size cannot force a large allocation.
     fn read_extension_body(&mut self, size: u64) -> Result<Vec<u8>, LayerError> {
-        let mut body = vec![0; size as usize];
-        if !self.read_exact_or_eof(&mut body)? && size > 0 {
-            return Err(self.malformed("archive truncated inside an extension header"));
+        let mut body = Vec::with_capacity(size.min(64 << 10) as usize);
+        let mut left = size;
+        while left > 0 {
+            let avail = self.fill()?;
+            if avail.is_empty() {
+                return Err(self.malformed("archive truncated inside an extension header"));
+            }
+            let n = (avail.len() as u64).min(left) as usize;
+            body.extend_from_slice(&avail[..n]);
+            self.consume(n);
+            left -= n as u64;
         }
         self.skip_bytes(padding(size))?;
         Ok(body)

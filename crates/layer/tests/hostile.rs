@@ -820,6 +820,34 @@ fn cases() -> Vec<Case> {
             |_| one(RawTar::new().file(b"f", b"x").file(b"f/x", b"y")),
             "resolving the parent directory",
         ),
+        err(
+            "symlink_loop_then_write",
+            |_| {
+                one(RawTar::new()
+                    .symlink(b"a", b"b")
+                    .symlink(b"b", b"a")
+                    .file(b"a/x", b"x"))
+            },
+            "resolving the parent directory",
+        ),
+        err(
+            "malformed_pax_record",
+            |_| {
+                let mut h = Hdr::new(b"pax", b'x');
+                h.data = b"999 path=../../x\n".to_vec();
+                one(RawTar::new().header(h).file(b"f", b""))
+            },
+            "PAX record length",
+        ),
+        err(
+            "symlink_into_proc_stays_in_root",
+            |_| {
+                one(RawTar::new()
+                    .symlink(b"p", b"/proc/self/root")
+                    .file(b"p/x", b"x"))
+            },
+            "resolving the parent directory",
+        ),
         safe(
             "dir_over_file_and_file_over_dir",
             |_| {

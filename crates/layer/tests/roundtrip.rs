@@ -192,10 +192,53 @@ fn archive_without_end_marker_and_with_old_style_dirs_is_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let mut tar = RawTar::new();
     // Pre-POSIX directory: regular type flag, trailing slash.
-    tar.header(common::Hdr::new(b"olddir/", b'0'))
-        .file(b"olddir/f", b"x");
+    let mut old_dir = common::Hdr::new(b"olddir/", b'0');
+    old_dir.mode = 0o755;
+    tar.header(old_dir).file(b"olddir/f", b"x");
     let bytes = tar.unfinished();
     apply_layer(tmp.path(), &bytes[..], &ApplyOptions::default()).unwrap();
     assert!(tmp.path().join("olddir").is_dir());
     assert_eq!(fs::read(tmp.path().join("olddir/f")).unwrap(), b"x");
+}
+
+#[test]
+fn gnu_and_pax_extensions_are_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long_name = format!("dir/{}", "n".repeat(150));
+    let long_target = "t".repeat(150);
+    let mut prefixed = common::Hdr::new(b"file", b'0');
+    prefixed.prefix = b"dir/prefixed".to_vec();
+    prefixed.data = b"via prefix".to_vec();
+    let tar = RawTar::new()
+        .gnu_long_name(long_name.as_bytes())
+        .file(b"truncated-name", b"long")
+        .gnu_long_link(long_target.as_bytes())
+        .symlink(b"dir/link", b"truncated-target")
+        .header(prefixed)
+        .pax(&[
+            ("path", b"dir/pax-name"),
+            ("mtime", b"1234567890.75"),
+            ("SCHILY.xattr.user.note", b"a\nb"),
+            ("uname", b"ignored"),
+        ])
+        .file(b"ignored", b"pax")
+        .finish();
+    apply_layer(tmp.path(), &tar[..], &ApplyOptions::default()).unwrap();
+    let dir = tmp.path().join("dir");
+    assert_eq!(fs::read(dir.join("n".repeat(150))).unwrap(), b"long");
+    assert_eq!(
+        fs::read_link(dir.join("link")).unwrap(),
+        Path::new(&long_target)
+    );
+    assert_eq!(fs::read(dir.join("prefixed/file")).unwrap(), b"via prefix");
+    let pax = dir.join("pax-name");
+    assert_eq!(fs::read(&pax).unwrap(), b"pax");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::mtime(&fs::metadata(&pax).unwrap()),
+        1_234_567_890
+    );
+    assert_eq!(
+        common::xattrs(&pax),
+        vec![("user.note".to_owned(), b"a\nb".to_vec())]
+    );
 }

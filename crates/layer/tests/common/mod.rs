@@ -329,7 +329,7 @@ pub fn sample_tree(dir: &Path) {
     fs::write(dir.join("a/z"), "z").unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &dir.join("fifo"),
+        dir.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o640),
         0,
@@ -339,7 +339,9 @@ pub fn sample_tree(dir: &Path) {
     fs::create_dir(dir.join("tmp")).unwrap();
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::write(dir.join("empty"), "").unwrap();
-    fs::set_permissions(dir.join("empty"), fs::Permissions::from_mode(0o000)).unwrap();
+    // Unreadable files can only be archived (and compared) by root.
+    let empty_mode = if is_root() { 0o000 } else { 0o444 };
+    fs::set_permissions(dir.join("empty"), fs::Permissions::from_mode(empty_mode)).unwrap();
     rustix::fs::setxattr(
         dir.join("etc/hosts").as_path(),
         "user.comment",
@@ -353,7 +355,7 @@ pub fn sample_tree(dir: &Path) {
     if is_root() {
         rustix::fs::chownat(
             rustix::fs::CWD,
-            &dir.join("etc/hosts"),
+            dir.join("etc/hosts"),
             Some(rustix::process::Uid::from_raw(1234)),
             Some(rustix::process::Gid::from_raw(5678)),
             rustix::fs::AtFlags::empty(),
@@ -361,7 +363,7 @@ pub fn sample_tree(dir: &Path) {
         .unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &dir.join("null"),
+            dir.join("null"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::from_raw_mode(0o666),
             rustix::fs::makedev(1, 3),
