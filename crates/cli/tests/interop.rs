@@ -118,6 +118,19 @@ fn strata_loads_docker_save_with_same_id_and_diff_ids() {
     assert_eq!(ours[0]["Size"], docker[0]["Size"], "same size");
     assert_eq!(ours[0]["Config"]["Cmd"], docker[0]["Config"]["Cmd"]);
     strata.assert_blobs_verified();
+
+    // OCI tools read the loaded image straight from the store.
+    if have("skopeo", &["--version"]) {
+        let (name, tag) = reference.rsplit_once(':').unwrap();
+        let layout = strata.root().join("repositories/docker.io").join(name);
+        let skopeo: Value =
+            serde_json::from_str(&run_tool("skopeo", &["inspect", &format!("oci:{}:{tag}", layout.display())])).unwrap();
+        assert_eq!(skopeo["Layers"].as_array().unwrap().len(), 1);
+        let config: Value =
+            serde_json::from_str(&run_tool("skopeo", &["inspect", "--config", &format!("oci:{}:{tag}", layout.display())]))
+                .unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"], docker[0]["RootFS"]["Layers"]);
+    }
 }
 
 #[test]
@@ -299,4 +312,86 @@ fn everything_strata_writes_validates_against_the_oci_schemas() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// A busybox root filesystem as a tar, for images docker can run and build on.
+fn busybox_rootfs_tar(dir: &Path) -> Option<std::path::PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        assert!(!common::peers_required(), "busybox-static is required but /bin/busybox is missing");
+        eprintln!("skipping: no /bin/busybox");
+        return None;
+    }
+    let rootfs = dir.join("busybox-rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "ls", "mkdir", "rm", "ln", "sha256sum"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let tar = dir.join("busybox.tar");
+    let status = Command::new("tar").args(["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."]).status().unwrap();
+    assert!(status.success());
+    Some(tar)
+}
+
+#[test]
+fn multi_layer_docker_images_round_trip_both_ways() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(base_tar) = busybox_rootfs_tar(dir.path()) else { return };
+    let base = format!("{}:base", unique("busybox"));
+    let built = format!("{}:built", unique("busybox"));
+    run_tool("docker", &["import", "--change", "CMD [\"sh\"]", base_tar.to_str().unwrap(), &base]);
+    // Layers that add, change and delete files (whiteouts), plus an ENV-only step.
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN mkdir -p /data/sub && echo one > /data/one && echo two > /data/sub/two\n\
+             ENV GREETING=hello\nRUN rm /data/one && echo changed > /data/sub/two && ln -s sub/two /data/link\n\
+             COPY file.txt /data/file.txt\nCMD [\"cat\", \"/data/sub/two\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(context.join("file.txt"), "from the context\n").unwrap();
+    let output = Command::new("docker")
+        .args(["build", "-q", "-t", &built, context.to_str().unwrap()])
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "docker build: {}", String::from_utf8_lossy(&output.stderr));
+    let archive = dir.path().join("built.tar");
+    run_tool("docker", &["save", "-o", archive.to_str().unwrap(), &built, &base]);
+    let docker: Vec<Value> = serde_json::from_str(&run_tool("docker", &["image", "inspect", &built])).unwrap();
+
+    let strata = Strata::new();
+    let out = strata.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.contains(&format!("Loaded image: {built}")) && out.contains(&format!("Loaded image: {base}")), "{out}");
+    let ours: Vec<Value> = serde_json::from_str(&strata.ok(&["inspect", &built])).unwrap();
+    assert_eq!(ours[0]["Id"], docker[0]["Id"]);
+    assert_eq!(ours[0]["RootFS"]["Layers"], docker[0]["RootFS"]["Layers"]);
+    assert_eq!(ours[0]["Size"], docker[0]["Size"]);
+    assert_eq!(ours[0]["Config"]["Env"], docker[0]["Config"]["Env"]);
+    let history = strata.ok(&["history", "--no-trunc", &built]);
+    assert!(history.contains("ENV GREETING=hello") && history.contains("0B"), "{history}");
+    // The merged filesystem honours the whiteout.
+    let rootfs = dir.path().join("unpacked");
+    strata.ok(&["unpack", &built, rootfs.to_str().unwrap()]);
+    assert!(!rootfs.join("data/one").exists(), "deleted in a later layer");
+    assert_eq!(std::fs::read_to_string(rootfs.join("data/sub/two")).unwrap(), "changed\n");
+    assert_eq!(std::fs::read_link(rootfs.join("data/link")).unwrap(), Path::new("sub/two"));
+
+    // And back: docker loads strata's save of both images and runs the built one.
+    let saved = dir.path().join("saved.tar");
+    strata.ok(&["save", "-o", saved.to_str().unwrap(), &built, &base]);
+    run_tool("docker", &["rmi", "-f", &built, &base]);
+    run_tool("docker", &["load", "-i", saved.to_str().unwrap()]);
+    let again: Vec<Value> = serde_json::from_str(&run_tool("docker", &["image", "inspect", &built])).unwrap();
+    assert_eq!(again[0]["Id"], docker[0]["Id"]);
+    assert_eq!(run_tool("docker", &["run", "--rm", &built]), "changed\n");
+    run_tool("docker", &["rmi", "-f", &built, &base]);
 }

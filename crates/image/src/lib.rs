@@ -15,6 +15,6 @@ mod save;
 
 pub use error::{ImageError, Result};
 pub use import::{ImportOptions, ImportSource, export, import, unpack};
-pub use load::{LoadedImage, load};
+pub use load::{LoadedImage, load, upsert_layer};
 pub use remove::{Removal, remove_image, tag};
 pub use save::{SaveFormat, save};

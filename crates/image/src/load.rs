@@ -166,7 +166,8 @@ fn commit(store: &Store, planned: Vec<Planned>) -> Result<Vec<LoadedImage>> {
     Ok(loaded)
 }
 
-pub(crate) fn upsert_layer(
+/// Records that `blob` holds the layer `diff_id` (with its measured sizes).
+pub fn upsert_layer(
     catalog: &mut Catalog,
     diff_id: Digest,
     blob: BlobRef,
@@ -432,7 +433,8 @@ fn plan_target(store: &Store, catalog: &Catalog, target: &BlobRef) -> Result<Pla
     })
 }
 
-/// Builds a Docker schema 2 manifest for a legacy `docker save` entry, as Docker itself does.
+/// Builds an OCI manifest for a legacy `docker save` entry, as Docker 25 does when it saves: the
+/// config bytes (and so the image ID) stay as they are, and OCI tools can read the result.
 fn plan_legacy(
     store: &Store,
     catalog: &Catalog,
@@ -467,8 +469,8 @@ fn plan_legacy(
         let n = read_up_to(&mut file, &mut head).map_err(|e| ImageError::io(path.clone(), e))?;
         let compression = Compression::sniff(&head[..n]);
         let media_type = match compression {
-            Compression::None => media_types::DOCKER_LAYER,
-            Compression::Gzip => media_types::DOCKER_LAYER_GZIP,
+            Compression::None => media_types::OCI_LAYER,
+            Compression::Gzip => media_types::OCI_LAYER_GZIP,
             Compression::Zstd => media_types::OCI_LAYER_ZSTD,
         };
         layers.push(BlobRef {
@@ -479,9 +481,9 @@ fn plan_legacy(
     }
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": media_types::DOCKER_MANIFEST,
+        "mediaType": media_types::OCI_MANIFEST,
         "config": {
-            "mediaType": media_types::DOCKER_CONFIG,
+            "mediaType": media_types::OCI_CONFIG,
             "size": config_blob.size,
             "digest": config_blob.digest.to_string(),
         },
@@ -494,7 +496,7 @@ fn plan_legacy(
     }
     let verified = verify_layers(store, catalog, &manifest_blob.digest, &layers, &config)?;
     let target = BlobRef {
-        media_type: media_types::DOCKER_MANIFEST.to_string(),
+        media_type: media_types::OCI_MANIFEST.to_string(),
         digest: manifest_blob.digest.clone(),
         size: manifest_blob.size,
     };
