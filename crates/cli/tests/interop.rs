@@ -123,12 +123,21 @@ fn strata_loads_docker_save_with_same_id_and_diff_ids() {
     if have("skopeo", &["--version"]) {
         let (name, tag) = reference.rsplit_once(':').unwrap();
         let layout = strata.root().join("repositories/docker.io").join(name);
-        let skopeo: Value =
-            serde_json::from_str(&run_tool("skopeo", &["inspect", &format!("oci:{}:{tag}", layout.display())])).unwrap();
+        let skopeo: Value = serde_json::from_str(&run_tool(
+            "skopeo",
+            &["inspect", &format!("oci:{}:{tag}", layout.display())],
+        ))
+        .unwrap();
         assert_eq!(skopeo["Layers"].as_array().unwrap().len(), 1);
-        let config: Value =
-            serde_json::from_str(&run_tool("skopeo", &["inspect", "--config", &format!("oci:{}:{tag}", layout.display())]))
-                .unwrap();
+        let config: Value = serde_json::from_str(&run_tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--config",
+                &format!("oci:{}:{tag}", layout.display()),
+            ],
+        ))
+        .unwrap();
         assert_eq!(config["rootfs"]["diff_ids"], docker[0]["RootFS"]["Layers"]);
     }
 }
@@ -318,7 +327,10 @@ fn everything_strata_writes_validates_against_the_oci_schemas() {
 fn busybox_rootfs_tar(dir: &Path) -> Option<std::path::PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
-        assert!(!common::peers_required(), "busybox-static is required but /bin/busybox is missing");
+        assert!(
+            !common::peers_required(),
+            "busybox-static is required but /bin/busybox is missing"
+        );
         eprintln!("skipping: no /bin/busybox");
         return None;
     }
@@ -330,7 +342,16 @@ fn busybox_rootfs_tar(dir: &Path) -> Option<std::path::PathBuf> {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let tar = dir.join("busybox.tar");
-    let status = Command::new("tar").args(["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."]).status().unwrap();
+    let status = Command::new("tar")
+        .args([
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
     assert!(status.success());
     Some(tar)
 }
@@ -341,10 +362,21 @@ fn multi_layer_docker_images_round_trip_both_ways() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(base_tar) = busybox_rootfs_tar(dir.path()) else { return };
+    let Some(base_tar) = busybox_rootfs_tar(dir.path()) else {
+        return;
+    };
     let base = format!("{}:base", unique("busybox"));
     let built = format!("{}:built", unique("busybox"));
-    run_tool("docker", &["import", "--change", "CMD [\"sh\"]", base_tar.to_str().unwrap(), &base]);
+    run_tool(
+        "docker",
+        &[
+            "import",
+            "--change",
+            "CMD [\"sh\"]",
+            base_tar.to_str().unwrap(),
+            &base,
+        ],
+    );
     // Layers that add, change and delete files (whiteouts), plus an ENV-only step.
     let context = dir.path().join("context");
     std::fs::create_dir(&context).unwrap();
@@ -363,34 +395,59 @@ fn multi_layer_docker_images_round_trip_both_ways() {
         .env("DOCKER_BUILDKIT", "0")
         .output()
         .unwrap();
-    assert!(output.status.success(), "docker build: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let archive = dir.path().join("built.tar");
-    run_tool("docker", &["save", "-o", archive.to_str().unwrap(), &built, &base]);
-    let docker: Vec<Value> = serde_json::from_str(&run_tool("docker", &["image", "inspect", &built])).unwrap();
+    run_tool(
+        "docker",
+        &["save", "-o", archive.to_str().unwrap(), &built, &base],
+    );
+    let docker: Vec<Value> =
+        serde_json::from_str(&run_tool("docker", &["image", "inspect", &built])).unwrap();
 
     let strata = Strata::new();
     let out = strata.ok(&["load", "-i", archive.to_str().unwrap()]);
-    assert!(out.contains(&format!("Loaded image: {built}")) && out.contains(&format!("Loaded image: {base}")), "{out}");
+    assert!(
+        out.contains(&format!("Loaded image: {built}"))
+            && out.contains(&format!("Loaded image: {base}")),
+        "{out}"
+    );
     let ours: Vec<Value> = serde_json::from_str(&strata.ok(&["inspect", &built])).unwrap();
     assert_eq!(ours[0]["Id"], docker[0]["Id"]);
     assert_eq!(ours[0]["RootFS"]["Layers"], docker[0]["RootFS"]["Layers"]);
     assert_eq!(ours[0]["Size"], docker[0]["Size"]);
     assert_eq!(ours[0]["Config"]["Env"], docker[0]["Config"]["Env"]);
     let history = strata.ok(&["history", "--no-trunc", &built]);
-    assert!(history.contains("ENV GREETING=hello") && history.contains("0B"), "{history}");
+    assert!(
+        history.contains("ENV GREETING=hello") && history.contains("0B"),
+        "{history}"
+    );
     // The merged filesystem honours the whiteout.
     let rootfs = dir.path().join("unpacked");
     strata.ok(&["unpack", &built, rootfs.to_str().unwrap()]);
-    assert!(!rootfs.join("data/one").exists(), "deleted in a later layer");
-    assert_eq!(std::fs::read_to_string(rootfs.join("data/sub/two")).unwrap(), "changed\n");
-    assert_eq!(std::fs::read_link(rootfs.join("data/link")).unwrap(), Path::new("sub/two"));
+    assert!(
+        !rootfs.join("data/one").exists(),
+        "deleted in a later layer"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("data/sub/two")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("data/link")).unwrap(),
+        Path::new("sub/two")
+    );
 
     // And back: docker loads strata's save of both images and runs the built one.
     let saved = dir.path().join("saved.tar");
     strata.ok(&["save", "-o", saved.to_str().unwrap(), &built, &base]);
     run_tool("docker", &["rmi", "-f", &built, &base]);
     run_tool("docker", &["load", "-i", saved.to_str().unwrap()]);
-    let again: Vec<Value> = serde_json::from_str(&run_tool("docker", &["image", "inspect", &built])).unwrap();
+    let again: Vec<Value> =
+        serde_json::from_str(&run_tool("docker", &["image", "inspect", &built])).unwrap();
     assert_eq!(again[0]["Id"], docker[0]["Id"]);
     assert_eq!(run_tool("docker", &["run", "--rm", &built]), "changed\n");
     run_tool("docker", &["rmi", "-f", &built, &base]);

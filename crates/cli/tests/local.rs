@@ -84,8 +84,14 @@ fn import_inspect_history_and_images() {
     // As typed in a shell with double quotes: a backslash and a `t`, not a tab.
     let table = strata.ok(&["images", "--format", "table {{.Repository}}\\t{{.Size}}"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("REPOSITORY    ") && lines[0].trim_end().ends_with("SIZE"), "{table}");
-    assert!(lines[1].starts_with("example/app   ") && lines[1].ends_with("kB"), "{table}");
+    assert!(
+        lines[0].starts_with("REPOSITORY    ") && lines[0].trim_end().ends_with("SIZE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("example/app   ") && lines[1].ends_with("kB"),
+        "{table}"
+    );
     let json_line = strata.ok(&["images", "--format", "{{json .}}"]);
     let row: Value = serde_json::from_str(json_line.trim()).unwrap();
     assert_eq!(row["Tag"], "1.0");

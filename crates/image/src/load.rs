@@ -167,12 +167,7 @@ fn commit(store: &Store, planned: Vec<Planned>) -> Result<Vec<LoadedImage>> {
 }
 
 /// Records that `blob` holds the layer `diff_id` (with its measured sizes).
-pub fn upsert_layer(
-    catalog: &mut Catalog,
-    diff_id: Digest,
-    blob: BlobRef,
-    sizes: LayerSizes,
-) {
+pub fn upsert_layer(catalog: &mut Catalog, diff_id: Digest, blob: BlobRef, sizes: LayerSizes) {
     let layer: &mut LayerRecord = catalog.layers.entry(diff_id).or_default();
     if !layer.blobs.iter().any(|b| b.digest == blob.digest) {
         layer.blobs.push(blob);
