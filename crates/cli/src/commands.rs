@@ -205,11 +205,29 @@ pub struct InspectArgs {
     /// Format output with a Go template, or "json"
     #[arg(short, long)]
     format: Option<String>,
+    /// For docker://REF: print the manifest exactly as the registry serves it
+    #[arg(long, conflicts_with = "config")]
+    raw: bool,
+    /// For docker://REF: print the image config
+    #[arg(long)]
+    config: bool,
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
 }
 
 pub fn inspect(root: &Path, args: InspectArgs) -> Result<()> {
+    if args.images.iter().any(|i| i.starts_with("docker://")) {
+        for image in &args.images {
+            if !image.starts_with("docker://") {
+                bail!("cannot mix registry (docker://) and local images in one inspect: {image}");
+            }
+            crate::client_cmd::inspect_docker_reference(root, image, args.raw, args.config)?;
+        }
+        return Ok(());
+    }
+    if args.raw || args.config {
+        bail!("--raw and --config apply to registry images (docker://REF)");
+    }
     let store = open(root)?;
     let catalog = store.catalog()?;
     let mut values = Vec::new();

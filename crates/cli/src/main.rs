@@ -1,8 +1,10 @@
 //! The `strata` command: parses arguments and dispatches to the library crates.
 
+mod client_cmd;
 mod commands;
 mod output;
 mod progress;
+mod registry_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,26 @@ enum Command {
     Save(commands::SaveArgs),
     /// Load images from a tar archive or STDIN
     Load(commands::LoadArgs),
+    /// Pull an image from a registry
+    Pull(client_cmd::PullArgs),
+    /// Push an image to a registry
+    Push(client_cmd::PushArgs),
+    /// Copy an image between registries, OCI layouts, archives and the local store
+    Copy(client_cmd::CopyArgs),
+    /// Log in to a registry
+    Login(client_cmd::LoginArgs),
+    /// Log out from a registry
+    Logout(client_cmd::LogoutArgs),
+    /// List the tags of a registry repository (docker://NAME)
+    Tags(client_cmd::TagsArgs),
+    /// Display information on an image in a registry (docker://NAME[:TAG]) without pulling it
+    #[command(name = "inspect-remote", hide = true)]
+    InspectRemote(client_cmd::RemoteInspectArgs),
+    /// Run or manage an OCI distribution registry
+    Registry {
+        #[command(subcommand)]
+        command: registry_cmd::RegistryCommand,
+    },
     /// Unpack an image's layers into a directory (its root filesystem)
     Unpack(commands::UnpackArgs),
     /// Manage the store
@@ -90,6 +112,14 @@ fn main() -> ExitCode {
         Command::Save(args) => commands::save(&root, args),
         Command::Load(args) => commands::load(&root, args),
         Command::Unpack(args) => commands::unpack(&root, args),
+        Command::Pull(args) => client_cmd::pull(&root, args),
+        Command::Push(args) => client_cmd::push(&root, args),
+        Command::Copy(args) => client_cmd::copy(&root, args),
+        Command::Login(args) => client_cmd::login(&root, args),
+        Command::Logout(args) => client_cmd::logout(&root, args),
+        Command::Tags(args) => client_cmd::tags(&root, args),
+        Command::InspectRemote(args) => client_cmd::inspect_remote(&root, args),
+        Command::Registry { command } => registry_cmd::run(&root, command),
         Command::Debug {
             command: DebugCommand::Digest { file },
         } => commands::debug_digest(&file),

@@ -1,0 +1,306 @@
+//! `strata registry ...`: the OCI distribution registry server (crates/registry).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+/// Where `serve` keeps its data unless told otherwise; deliberately not the image store.
+const DEFAULT_ROOT: &str = "/var/lib/strata/registry";
+const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// Longer than any push takes between uploading a blob and pushing the manifest naming it.
+const DEFAULT_GC_GRACE: u64 = 3600;
+
+#[derive(Subcommand)]
+pub enum RegistryCommand {
+    /// Serve an OCI distribution registry
+    Serve(ServeArgs),
+    /// Delete blobs that no manifest of any repository references (run while stopped)
+    Gc(GcArgs),
+    /// Print an htpasswd line (bcrypt) for USER with the password read from stdin
+    Passwd(PasswdArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Registry storage directory [default: /var/lib/strata/registry]
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// JSON configuration file ({"addr", "root", "tls_cert", "tls_key", "htpasswd", "proxy"}); flags win
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require HTTP Basic authentication against this htpasswd file (bcrypt entries)
+    #[arg(long, value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
+    /// Collect garbage while serving, every SECONDS (off by default)
+    #[arg(long, value_name = "SECONDS")]
+    gc_interval: Option<u64>,
+    /// Online collection spares unreferenced blobs touched within SECONDS [default: 3600]
+    #[arg(long, value_name = "SECONDS", requires = "gc_interval")]
+    gc_grace: Option<u64>,
+    /// Be a pull-through cache of this registry (e.g. https://registry-1.docker.io)
+
+    #[arg(long, value_name = "URL")]
+    proxy_remote: Option<String>,
+    /// User name for the upstream registry (password: STRATA_PROXY_PASSWORD)
+    #[arg(long, value_name = "USER", requires = "proxy_remote")]
+    proxy_username: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PasswdArgs {
+    /// User name of the entry
+    user: String,
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Registry storage directory [default: /var/lib/strata/registry]
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Only report what would be deleted
+    #[arg(long)]
+    dry_run: bool,
+    /// Also delete manifests that no tag points at (and are not referenced by a tagged index
+    /// or as a subject)
+    #[arg(long)]
+    delete_untagged: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    addr: Option<SocketAddr>,
+    root: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    htpasswd: Option<PathBuf>,
+    proxy: Option<ProxyConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyConfig {
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `root` is the image-store root, which the registry does not use.
+pub fn run(_root: &Path, command: RegistryCommand) -> Result<()> {
+    match command {
+        RegistryCommand::Serve(mut args) => {
+            args.root = args.root.filter(|_| root_given_after("serve"));
+            serve(args)
+        }
+        RegistryCommand::Passwd(args) => passwd(args),
+        RegistryCommand::Gc(mut args) => {
+            args.root = args.root.filter(|_| root_given_after("gc"));
+            gc(args)
+        }
+    }
+}
+
+/// clap fills a subcommand's `--root` from the global image-store `--root` (and STRATA_ROOT),
+/// which share its name; the registry must never default to the image store, so the value
+/// counts only when `--root` was written after the subcommand.
+fn root_given_after(subcommand: &str) -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(position) = args.iter().position(|arg| arg == subcommand) else {
+        return false;
+    };
+    args[position + 1..]
+        .iter()
+        .any(|arg| arg == "--root" || arg.to_string_lossy().starts_with("--root="))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let addr = match args.addr.or(config.addr) {
+        Some(addr) => addr,
+        None => DEFAULT_ADDR.parse()?,
+    };
+    let root = args
+        .root
+        .or(config.root)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let tls = match (
+        args.tls_cert.or(config.tls_cert),
+        args.tls_key.or(config.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(
+            strata_registry::tls::server_config(&cert, &key)
+                .with_context(|| format!("loading TLS certificate {}", cert.display()))?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate and a key"),
+    };
+    let htpasswd = match args.htpasswd.or(config.htpasswd) {
+        Some(path) => Some(strata_registry::auth::Htpasswd::load(&path)?),
+        None => None,
+    };
+    if htpasswd.is_some() && tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!("basic authentication without TLS sends passwords in clear text");
+    }
+    let online_gc = args
+        .gc_interval
+        .filter(|&seconds| seconds > 0)
+        .map(|seconds| strata_registry::OnlineGc {
+            interval: Duration::from_secs(seconds),
+            grace: Duration::from_secs(args.gc_grace.unwrap_or(DEFAULT_GC_GRACE)),
+        });
+    let options = strata_registry::ServerOptions {
+        htpasswd,
+        online_gc,
+    };
+    let proxy = match (args.proxy_remote, config.proxy) {
+        (Some(url), _) => Some(strata_registry::proxy::UpstreamConfig {
+            url,
+            username: args.proxy_username,
+            password: std::env::var("STRATA_PROXY_PASSWORD").ok(),
+        }),
+        (None, Some(proxy)) => Some(strata_registry::proxy::UpstreamConfig {
+            url: proxy.url,
+            username: proxy.username,
+            password: proxy.password,
+        }),
+        (None, None) => None,
+    };
+    let storage = strata_registry::FsStorage::open(&root)
+        .with_context(|| format!("opening registry storage at {}", root.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            root = %root.display(),
+            tls = tls.is_some(),
+            proxy = proxy.as_ref().map(|proxy| proxy.url.as_str()).unwrap_or("none"),
+            "registry listening"
+        );
+        match proxy {
+            Some(upstream) => {
+                let storage = strata_registry::proxy::ProxyStorage::new(storage, upstream)
+                    .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
+                run_server(listener, tls, storage, options).await
+            }
+            None => run_server(listener, tls, storage, options).await,
+        }?;
+        tracing::info!("registry stopped");
+        Ok(())
+    })
+}
+
+async fn run_server<S: strata_registry::Storage>(
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<strata_registry::tls::ServerConfig>>,
+    storage: S,
+    options: strata_registry::ServerOptions,
+) -> Result<()> {
+    match tls {
+        Some(config) => {
+            strata_registry::serve_tls(listener, config, storage, options, shutdown_signal()).await
+        }
+        None => strata_registry::serve(listener, storage, options, shutdown_signal()).await,
+    }
+    .context("serving")
+}
+
+/// Completes on SIGINT or SIGTERM; in-flight requests then finish before `serve` returns.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}
+
+fn passwd(args: PasswdArgs) -> Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    println!(
+        "{}",
+        strata_registry::auth::htpasswd_line(&args.user, password)?
+    );
+    Ok(())
+}
+
+fn gc(args: GcArgs) -> Result<()> {
+    let options = strata_registry::gc::GcOptions {
+        dry_run: args.dry_run,
+        delete_untagged: args.delete_untagged,
+        grace: None,
+    };
+    let root = args.root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let report = strata_registry::gc::collect(&root, options)
+        .with_context(|| format!("collecting garbage in {}", root.display()))?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for (repository, digest) in &report.manifests_deleted {
+        println!("{verb} manifest {repository}@{digest}");
+    }
+    for digest in &report.blobs_deleted {
+        println!("{verb} blob {digest}");
+    }
+    for id in &report.uploads_deleted {
+        println!("{verb} abandoned upload {id}");
+    }
+    println!(
+        "{verb} {} manifests, {} blobs, {} bytes, {} abandoned uploads",
+        report.manifests_deleted.len(),
+        report.blobs_deleted.len(),
+        report.bytes_freed,
+        report.uploads_deleted.len()
+    );
+    Ok(())
+}

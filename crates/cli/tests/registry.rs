@@ -1,0 +1,1831 @@
+//! `strata registry serve` as a process on a free loopback port, exercised over real HTTP:
+//! every distribution endpoint, the storage guarantees (no unverified blob, one copy under
+//! concurrent pushes, restart-safe uploads), and interop with skopeo and docker. Peer tests
+//! skip when the tool is missing, unless STRATA_REQUIRE_PEERS=1.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peers_required() -> bool {
+    std::env::var_os("STRATA_REQUIRE_PEERS").is_some_and(|value| value == "1")
+}
+
+/// Whether `tool` runs; skips (or fails under STRATA_REQUIRE_PEERS=1) when it does not.
+fn have(tool: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ok {
+        assert!(
+            !peers_required(),
+            "{tool} is required (STRATA_REQUIRE_PEERS=1)"
+        );
+        eprintln!("skipping: {tool} not available");
+    }
+    ok
+}
+
+fn run_tool(tool: &str, args: &[&str]) -> String {
+    let output = Command::new(tool).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A `strata registry serve` process; killed on drop.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(root: &Path) -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let root_arg = root.to_str().unwrap();
+        Server::launch(root, port, &["--addr", &addr, "--root", root_arg])
+    }
+
+    /// Runs `strata registry serve ARGS` (which must listen on `port`) and waits until it answers.
+    fn launch(root: &Path, port: u16, args: &[&str]) -> Server {
+        Server::launch_env(root, port, args, &[])
+    }
+
+    fn launch_env(root: &Path, port: u16, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let log = root.with_extension(format!("{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["registry", "serve"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("STRATA_ROOT", root.with_extension("store"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child: Some(child),
+            port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // Logged once the socket is bound (the only sign a TLS server gives plain HTTP).
+            if server.log_text().contains("registry listening") {
+                break;
+            }
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}: {}", server.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, then waits: a graceful stop exits 0.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        run_tool("kill", &["-TERM", &child.id().to_string()]);
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "server exited with {status}: {}",
+            self.log_text()
+        );
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut request = ureq::request(method, &self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let result = match body {
+            Some(body) => request.send_bytes(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => panic!("{method} {path}: {error}"),
+        };
+        Reply::from(response)
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, &[], None)
+    }
+
+    /// Monolithic upload (POST then PUT) into `repo`; asserts 201.
+    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let start = self.call("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None);
+        assert_eq!(start.status, 202, "{}", start.text());
+        let location = start.header("location");
+        let done = self.call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[],
+            Some(data),
+        );
+        assert_eq!(done.status, 201, "{}", done.text());
+        digest
+    }
+
+    fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: &[u8],
+    ) -> Reply {
+        self.call(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type)],
+            Some(manifest),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl From<ureq::Response> for Reply {
+    fn from(response: ureq::Response) -> Reply {
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .map(|name| {
+                let value = response.header(&name).unwrap_or_default().to_owned();
+                (name.to_lowercase(), value)
+            })
+            .collect();
+        let mut body = Vec::new();
+        response.into_reader().read_to_end(&mut body).unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+
+    /// The first error code of a spec error body.
+    fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An image manifest over blobs already pushed.
+fn image_manifest(
+    config: &str,
+    config_size: usize,
+    layers: &[(&str, usize)],
+    extra: Value,
+) -> Vec<u8> {
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": layers.iter().map(|(digest, size)| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size
+        })).collect::<Vec<_>>(),
+    });
+    if let (Some(manifest), Some(extra)) = (manifest.as_object_mut(), extra.as_object()) {
+        manifest.extend(extra.clone());
+    }
+    serde_json::to_vec(&manifest).unwrap()
+}
+
+/// Sends a hand-written request (ignoring a server that stops reading early) and returns the
+/// response head and whatever body arrived.
+fn raw_request(port: u16, head: &str, body: &[u8]) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+    let mut response = vec![0; 4096];
+    let mut filled = 0;
+    while let Ok(read) = stream.read(&mut response[filled..]) {
+        if read == 0 || filled + read == response.len() {
+            filled += read;
+            break;
+        }
+        filled += read;
+        if response[..filled].windows(4).any(|w| w == b"\r\n\r\n")
+            && response[..filled].ends_with(b"}")
+        {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&response[..filled]).into_owned()
+}
+
+fn blob_files(root: &Path) -> Vec<String> {
+    let dir = root.join("blobs/sha256");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn temp_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    (dir, root)
+}
+
+#[test]
+fn registry_ping_health_and_metrics() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let ping = server.get("/v2/");
+    assert_eq!(ping.status, 200);
+    assert_eq!(
+        ping.header("docker-distribution-api-version"),
+        "registry/2.0"
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.get("/v2/x/unknown-endpoint").status, 404);
+    // A streamed (chunked) request body is counted as it passes.
+    let location = server
+        .call("POST", "/v2/m/blobs/uploads/", &[], None)
+        .header("location");
+    let streamed =
+        ureq::patch(&server.url(&location)).send(std::io::Cursor::new(vec![7u8; 100_000]));
+    assert_eq!(streamed.unwrap().status(), 202);
+    let metrics = server.get("/metrics").text();
+    let received: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("strata_registry_http_request_bytes_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(received >= 100_000, "{metrics}");
+    assert!(
+        metrics.contains("strata_registry_http_requests_total{method=\"GET\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_registry_http_response_bytes_total"),
+        "{metrics}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("format")).unwrap().trim(),
+        "strata-registry-storage 1"
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_serve_reads_a_config_file_and_logs_requests() {
+    let (dir, root) = temp_root();
+    let port = free_port();
+    let config = dir.path().join("registry.json");
+    let settings = json!({"addr": format!("127.0.0.1:{port}"), "root": root});
+    std::fs::write(&config, settings.to_string()).unwrap();
+    let server = Server::launch(&root, port, &["--config", config.to_str().unwrap()]);
+    assert!(root.join("format").is_file());
+    // STRATA_ROOT (the image store) never becomes the registry root.
+    assert!(!root.with_extension("store").join("format").exists());
+    assert_eq!(
+        server.get("/v2/_catalog").json(),
+        json!({"repositories": []})
+    );
+    let log = server.log_text();
+    assert!(log.contains("registry listening"), "{log}");
+    assert!(log.contains("/v2/_catalog"), "{log}");
+    server.stop();
+}
+
+#[test]
+fn registry_serves_tls_to_curl_and_skopeo() {
+    if !have("openssl", &["version"]) || !have("curl", &["--version"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    run_tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::launch(
+        &root,
+        port,
+        &[
+            "--addr",
+            &addr,
+            "--root",
+            root.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("https://{addr}/v2/");
+    let code = run_tool(
+        "curl",
+        &[
+            "-sS",
+            "--cacert",
+            cert.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ],
+    );
+    assert_eq!(code, "200");
+    // Plain HTTP to the TLS port gets no registry answer.
+    assert!(ureq::get(&server.url("/v2/")).call().is_err());
+
+    if have("skopeo", &["--version"]) {
+        let certs = dir.path().join("certs.d");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::copy(&cert, certs.join("ca.crt")).unwrap();
+        let source = dir.path().join("source");
+        let manifest_digest = write_oci_layout(&source, "v1");
+        run_tool(
+            "skopeo",
+            &[
+                "copy",
+                "--dest-cert-dir",
+                certs.to_str().unwrap(),
+                "--preserve-digests",
+                &format!("oci:{}:v1", source.display()),
+                &format!("docker://{addr}/tls/image:v1"),
+            ],
+        );
+        let inspected = run_tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--cert-dir",
+                certs.to_str().unwrap(),
+                &format!("docker://{addr}/tls/image:v1"),
+            ],
+        );
+        assert!(inspected.contains(&manifest_digest), "{inspected}");
+    }
+    server.stop();
+}
+
+#[test]
+fn registry_basic_auth_with_htpasswd_and_docker_login() {
+    let (dir, root) = temp_root();
+    let mut passwd = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["registry", "passwd", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        passwd.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    }
+    let output = passwd.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert!(line.starts_with("alice:$2"), "{line}");
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, &line).unwrap();
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::launch(
+        &root,
+        port,
+        &[
+            "--addr",
+            &addr,
+            "--root",
+            root.to_str().unwrap(),
+            "--htpasswd",
+            htpasswd.to_str().unwrap(),
+        ],
+    );
+    let refused = server.get("/v2/");
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (401, "UNAUTHORIZED")
+    );
+    assert_eq!(
+        refused.header("www-authenticate"),
+        "Basic realm=\"strata-registry\""
+    );
+    // "alice:s3cret" and "alice:wrong" in base64.
+    let good = [("Authorization", "Basic YWxpY2U6czNjcmV0")];
+    let bad = [("Authorization", "Basic YWxpY2U6d3Jvbmc=")];
+    assert_eq!(server.call("GET", "/v2/", &bad, None).status, 401);
+    assert_eq!(server.call("GET", "/v2/", &good, None).status, 200);
+    assert_eq!(server.call("GET", "/v2/_catalog", &good, None).status, 200);
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.get("/v2/_catalog").status, 401);
+
+    if have("docker", &["info"]) {
+        let config = dir.path().join("docker-config");
+        let config = config.to_str().unwrap();
+        let mut login = Command::new("docker")
+            .args([
+                "--config",
+                config,
+                "login",
+                "-u",
+                "alice",
+                "--password-stdin",
+                &addr,
+            ])
+            .stdin(Stdio::piped())
+            .output_with_stdin(b"s3cret");
+        assert!(
+            login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+        login = Command::new("docker")
+            .args([
+                "--config",
+                config,
+                "login",
+                "-u",
+                "alice",
+                "--password-stdin",
+                &addr,
+            ])
+            .stdin(Stdio::piped())
+            .output_with_stdin(b"wrong");
+        assert!(!login.status.success());
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "auth", &b"auth"[..])
+            .unwrap();
+        let tarball = dir.path().join("auth.tar");
+        std::fs::write(&tarball, builder.into_inner().unwrap()).unwrap();
+        let image = format!("{addr}/auth/image:v1");
+        run_tool("docker", &["import", tarball.to_str().unwrap(), &image]);
+        run_tool("docker", &["--config", config, "push", &image]);
+        run_tool("docker", &["rmi", &image]);
+        let tags = server.call("GET", "/v2/auth/image/tags/list", &good, None);
+        assert_eq!(tags.json()["tags"], json!(["v1"]));
+    }
+    server.stop();
+}
+
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+#[test]
+fn registry_pull_through_cache_fills_from_an_authenticated_upstream() {
+    let (dir, upstream_root) = temp_root();
+    let htpasswd = dir.path().join("htpasswd");
+    let mut passwd = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["registry", "passwd", "mirror"])
+        .stdin(Stdio::piped())
+        .output_with_stdin(b"s3cret");
+    assert!(passwd.status.success());
+    std::fs::write(&htpasswd, std::mem::take(&mut passwd.stdout)).unwrap();
+    let upstream_port = free_port();
+    let upstream_addr = format!("127.0.0.1:{upstream_port}");
+    let upstream = Server::launch(
+        &upstream_root,
+        upstream_port,
+        &[
+            "--addr",
+            &upstream_addr,
+            "--root",
+            upstream_root.to_str().unwrap(),
+            "--htpasswd",
+            htpasswd.to_str().unwrap(),
+        ],
+    );
+    let auth = [("Authorization", "Basic bWlycm9yOnMzY3JldA==")]; // mirror:s3cret
+    let layer = b"layer served through the cache".to_vec();
+    let mut digests = Vec::new();
+    for blob in [&b"{}"[..], &layer] {
+        let digest = sha256(blob);
+        let path = format!("/v2/library/app/blobs/uploads/?digest={digest}");
+        assert_eq!(upstream.call("POST", &path, &auth, Some(blob)).status, 201);
+        digests.push(digest);
+    }
+    let manifest = image_manifest(&digests[0], 2, &[(&digests[1], layer.len())], json!({}));
+    let manifest_digest = sha256(&manifest);
+    let put = upstream.call(
+        "PUT",
+        "/v2/library/app/manifests/v1",
+        &[auth[0], ("Content-Type", OCI_MANIFEST)],
+        Some(&manifest),
+    );
+    assert_eq!(put.status, 201);
+
+    let cache_root = dir.path().join("cache");
+    let cache_port = free_port();
+    let cache_addr = format!("127.0.0.1:{cache_port}");
+    let upstream_url = format!("http://{upstream_addr}");
+    let cache = Server::launch_env(
+        &cache_root,
+        cache_port,
+        &[
+            "--addr",
+            &cache_addr,
+            "--root",
+            cache_root.to_str().unwrap(),
+            "--proxy-remote",
+            &upstream_url,
+            "--proxy-username",
+            "mirror",
+        ],
+        &[("STRATA_PROXY_PASSWORD", "s3cret")],
+    );
+    let got = cache.get("/v2/library/app/manifests/v1");
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.body, manifest);
+    assert_eq!(got.header("docker-content-digest"), manifest_digest);
+    assert_eq!(got.header("content-type"), OCI_MANIFEST);
+    assert_eq!(
+        cache
+            .get(&format!("/v2/library/app/blobs/{}", digests[1]))
+            .body,
+        layer
+    );
+    let head = cache.call(
+        "HEAD",
+        &format!("/v2/library/app/blobs/{}", digests[0]),
+        &[],
+        None,
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(cache.get("/v2/library/app/manifests/missing").status, 404);
+    assert_eq!(
+        cache
+            .get(&format!("/v2/library/app/blobs/{}", sha256(b"none")))
+            .status,
+        404
+    );
+
+    // Upstream gone: the cache still serves what it fetched.
+    upstream.stop();
+    assert_eq!(cache.get("/v2/library/app/manifests/v1").body, manifest);
+    assert_eq!(
+        cache
+            .get(&format!("/v2/library/app/manifests/{manifest_digest}"))
+            .body,
+        manifest
+    );
+    assert_eq!(
+        cache
+            .get(&format!("/v2/library/app/blobs/{}", digests[1]))
+            .body,
+        layer
+    );
+    assert_eq!(blob_files(&cache_root).len(), 3);
+    cache.stop();
+}
+
+#[test]
+fn registry_blob_uploads_monolithic_chunked_and_ranged_reads() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+
+    // Single-POST monolithic upload.
+    let small = b"hello registry".to_vec();
+    let digest = sha256(&small);
+    let created = server.call(
+        "POST",
+        &format!("/v2/a/b/blobs/uploads/?digest={digest}"),
+        &[],
+        Some(&small),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(
+        created.header("location"),
+        format!("/v2/a/b/blobs/{digest}")
+    );
+    assert_eq!(created.header("docker-content-digest"), digest);
+
+    let got = server.get(&format!("/v2/a/b/blobs/{digest}"));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, small);
+    assert_eq!(got.header("docker-content-digest"), digest);
+    let head = server.call("HEAD", &format!("/v2/a/b/blobs/{digest}"), &[], None);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), small.len().to_string());
+    assert!(head.body.is_empty());
+
+    // Ranges.
+    let partial = server.call(
+        "GET",
+        &format!("/v2/a/b/blobs/{digest}"),
+        &[("Range", "bytes=6-13")],
+        None,
+    );
+    assert_eq!(partial.status, 206);
+    assert_eq!(partial.body, b"registry");
+    assert_eq!(
+        partial.header("content-range"),
+        format!("bytes 6-13/{}", small.len())
+    );
+    let beyond = server.call(
+        "GET",
+        &format!("/v2/a/b/blobs/{digest}"),
+        &[("Range", "bytes=100-")],
+        None,
+    );
+    assert_eq!(beyond.status, 416);
+
+    // Chunked upload with status queries in between.
+    let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let big_digest = sha256(&data);
+    let start = server.call("POST", "/v2/a/b/blobs/uploads/", &[], None);
+    assert_eq!(start.status, 202);
+    assert_eq!(start.header("range"), "0-0");
+    let id = start.header("docker-upload-uuid");
+    let location = start.header("location");
+    assert_eq!(location, format!("/v2/a/b/blobs/uploads/{id}"));
+    let mut offset = 0;
+    for chunk in data.chunks(400_000) {
+        let range = format!("{}-{}", offset, offset + chunk.len() - 1);
+        let patched = server.call(
+            "PATCH",
+            &location,
+            &[("Content-Range", &range)],
+            Some(chunk),
+        );
+        assert_eq!(patched.status, 202, "{}", patched.text());
+        offset += chunk.len();
+        assert_eq!(patched.header("range"), format!("0-{}", offset - 1));
+        let status = server.get(&location);
+        assert_eq!(status.status, 204);
+        assert_eq!(status.header("range"), format!("0-{}", offset - 1));
+    }
+    let done = server.call(
+        "PUT",
+        &format!("{location}?digest={big_digest}"),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(done.status, 201, "{}", done.text());
+    assert_eq!(
+        server.get(&format!("/v2/a/b/blobs/{big_digest}")).body,
+        data
+    );
+    // A finished upload is gone.
+    assert_eq!(server.get(&location).error_code(), "BLOB_UPLOAD_UNKNOWN");
+
+    // Cancel.
+    let start = server.call("POST", "/v2/a/b/blobs/uploads/", &[], None);
+    let location = start.header("location");
+    assert_eq!(server.call("DELETE", &location, &[], None).status, 204);
+    assert_eq!(server.get(&location).status, 404);
+
+    // Blob delete unlinks from the repository.
+    assert_eq!(
+        server
+            .call("DELETE", &format!("/v2/a/b/blobs/{digest}"), &[], None)
+            .status,
+        202
+    );
+    let gone = server.get(&format!("/v2/a/b/blobs/{digest}"));
+    assert_eq!(
+        (gone.status, gone.error_code().as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
+    assert!(
+        std::fs::read_dir(root.join("uploads"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_out_of_order_chunk_is_416() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let start = server.call("POST", "/v2/chunks/blobs/uploads/", &[], None);
+    let location = start.header("location");
+    let first = server.call(
+        "PATCH",
+        &location,
+        &[("Content-Range", "0-3")],
+        Some(b"abcd"),
+    );
+    assert_eq!(first.status, 202);
+    let skipped = server.call(
+        "PATCH",
+        &location,
+        &[("Content-Range", "10-13")],
+        Some(b"efgh"),
+    );
+    assert_eq!(skipped.status, 416, "{}", skipped.text());
+    assert_eq!(skipped.header("range"), "0-3");
+    let repeated = server.call(
+        "PATCH",
+        &location,
+        &[("Content-Range", "0-3")],
+        Some(b"abcd"),
+    );
+    assert_eq!(repeated.status, 416);
+    let next = server.call(
+        "PATCH",
+        &location,
+        &[("Content-Range", "4-7")],
+        Some(b"efgh"),
+    );
+    assert_eq!(next.status, 202);
+    // The last chunk may ride on the PUT, placed by its Content-Range like a PATCH.
+    let digest = sha256(b"abcdefghij");
+    let finish = format!("{location}?digest={digest}");
+    let misplaced = server.call("PUT", &finish, &[("Content-Range", "9-10")], Some(b"ij"));
+    assert_eq!(misplaced.status, 416);
+    let done = server.call("PUT", &finish, &[("Content-Range", "8-9")], Some(b"ij"));
+    assert_eq!(done.status, 201, "{}", done.text());
+    assert_eq!(
+        server.get(&format!("/v2/chunks/blobs/{digest}")).body,
+        b"abcdefghij"
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_upload_cut_mid_chunk_keeps_what_arrived_and_resumes() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let location = server
+        .call("POST", "/v2/cut/blobs/uploads/", &[], None)
+        .header("location");
+    {
+        // Announce 1 MiB, send 300 000 bytes, hang up.
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let head =
+            format!("PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&vec![b'a'; 300_000]).unwrap();
+        stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The server notices the cut; whatever reached the file counts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let offset = loop {
+        let status = server.get(&location);
+        assert_eq!(status.status, 204);
+        let range = status.header("range");
+        let end: u64 = range.trim_start_matches("0-").parse().unwrap();
+        if end + 1 >= 300_000 || Instant::now() > deadline {
+            break end + 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(offset, 300_000);
+    let rest = vec![b'b'; 5_000];
+    let range = format!("{offset}-{}", offset + 4_999);
+    assert_eq!(
+        server
+            .call(
+                "PATCH",
+                &location,
+                &[("Content-Range", &range)],
+                Some(&rest)
+            )
+            .status,
+        202
+    );
+    let mut whole = vec![b'a'; 300_000];
+    whole.extend_from_slice(&rest);
+    let digest = sha256(&whole);
+    let done = server.call("PUT", &format!("{location}?digest={digest}"), &[], None);
+    assert_eq!(done.status, 201, "{}", done.text());
+    assert_eq!(server.get(&format!("/v2/cut/blobs/{digest}")).body, whole);
+    server.stop();
+}
+
+#[test]
+fn registry_digest_mismatch_stores_nothing() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let claimed = sha256(b"something else");
+    let monolithic = server.call(
+        "POST",
+        &format!("/v2/m/blobs/uploads/?digest={claimed}"),
+        &[],
+        Some(b"actual bytes"),
+    );
+    assert_eq!(
+        (monolithic.status, monolithic.error_code().as_str()),
+        (400, "DIGEST_INVALID")
+    );
+    let start = server.call("POST", "/v2/m/blobs/uploads/", &[], None);
+    let location = start.header("location");
+    server.call("PATCH", &location, &[], Some(b"actual "));
+    let finished = server.call(
+        "PUT",
+        &format!("{location}?digest={claimed}"),
+        &[],
+        Some(b"bytes"),
+    );
+    assert_eq!(
+        (finished.status, finished.error_code().as_str()),
+        (400, "DIGEST_INVALID")
+    );
+    assert!(blob_files(&root).is_empty(), "{:?}", blob_files(&root));
+    assert_eq!(server.get(&format!("/v2/m/blobs/{claimed}")).status, 404);
+    assert_eq!(
+        server
+            .get(&format!("/v2/m/blobs/{}", sha256(b"actual bytes")))
+            .status,
+        404
+    );
+    assert!(
+        std::fs::read_dir(root.join("uploads"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let malformed = server.call("PUT", &format!("{location}?digest=sha256:xyz"), &[], None);
+    assert_eq!(malformed.error_code(), "DIGEST_INVALID");
+    server.stop();
+}
+
+#[test]
+fn registry_cross_repository_mount() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let digest = server.push_blob("source", b"shared layer");
+    // Not visible in another repository until mounted.
+    assert_eq!(
+        server.get(&format!("/v2/target/blobs/{digest}")).status,
+        404
+    );
+    let mounted = server.call(
+        "POST",
+        &format!("/v2/target/blobs/uploads/?mount={digest}&from=source"),
+        &[],
+        None,
+    );
+    assert_eq!(mounted.status, 201, "{}", mounted.text());
+    assert_eq!(
+        mounted.header("location"),
+        format!("/v2/target/blobs/{digest}")
+    );
+    assert_eq!(
+        server.get(&format!("/v2/target/blobs/{digest}")).body,
+        b"shared layer"
+    );
+    // Unknown in `from`: falls back to a new upload session.
+    let fallback = server.call(
+        "POST",
+        &format!("/v2/third/blobs/uploads/?mount={digest}&from=nowhere"),
+        &[],
+        None,
+    );
+    assert_eq!(fallback.status, 202);
+    assert!(
+        fallback
+            .header("location")
+            .starts_with("/v2/third/blobs/uploads/")
+    );
+    assert_eq!(blob_files(&root).len(), 1);
+    server.stop();
+}
+
+#[test]
+fn registry_manifests_put_get_delete_and_validation() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = server.push_blob("img", config);
+    let layer_digest = server.push_blob("img", b"layer bytes");
+    let manifest = image_manifest(
+        &config_digest,
+        config.len(),
+        &[(&layer_digest, 11)],
+        json!({}),
+    );
+    let digest = sha256(&manifest);
+
+    let put = server.push_manifest("img", "v1", OCI_MANIFEST, &manifest);
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(put.header("docker-content-digest"), digest);
+    assert_eq!(
+        put.header("location"),
+        format!("/v2/img/manifests/{digest}")
+    );
+
+    for reference in ["v1", digest.as_str()] {
+        let got = server.get(&format!("/v2/img/manifests/{reference}"));
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, manifest);
+        assert_eq!(got.header("content-type"), OCI_MANIFEST);
+        assert_eq!(got.header("docker-content-digest"), digest);
+        let head = server.call("HEAD", &format!("/v2/img/manifests/{reference}"), &[], None);
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-length"), manifest.len().to_string());
+    }
+
+    // An index over it, pushed by digest.
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len()}],
+    }))
+    .unwrap();
+    let index_digest = sha256(&index);
+    let put = server.push_manifest("img", &index_digest, OCI_INDEX, &index);
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(
+        server
+            .get(&format!("/v2/img/manifests/{index_digest}"))
+            .header("content-type"),
+        OCI_INDEX
+    );
+
+    // Digest-addressed PUT is verified.
+    let wrong = server.push_manifest("img", &sha256(b"other"), OCI_MANIFEST, &manifest);
+    assert_eq!(
+        (wrong.status, wrong.error_code().as_str()),
+        (400, "DIGEST_INVALID")
+    );
+    // Every referenced blob must be in the repository.
+    let missing = image_manifest(
+        &config_digest,
+        config.len(),
+        &[(&sha256(b"absent"), 6)],
+        json!({}),
+    );
+    let refused = server.push_manifest("img", "v2", OCI_MANIFEST, &missing);
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN")
+    );
+    let elsewhere = server.push_manifest("other", "v1", OCI_MANIFEST, &manifest);
+    assert_eq!(elsewhere.error_code(), "MANIFEST_BLOB_UNKNOWN");
+    let dangling_index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(b"nope"), "size": 4}],
+    }))
+    .unwrap();
+    assert_eq!(
+        server
+            .push_manifest("img", "idx", OCI_INDEX, &dangling_index)
+            .error_code(),
+        "MANIFEST_BLOB_UNKNOWN"
+    );
+    assert_eq!(
+        server
+            .push_manifest("img", "bad", OCI_MANIFEST, b"not json")
+            .error_code(),
+        "MANIFEST_INVALID"
+    );
+
+    // Oversize manifests: refused on the declared length before any body byte is read, and a
+    // chunked body is cut off at the limit.
+    let declared = raw_request(
+        server.port,
+        "PUT /v2/img/manifests/big HTTP/1.1\r\nHost: x\r\nContent-Length: 4194305\r\n\r\n",
+        &[],
+    );
+    assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+    assert!(declared.contains("MANIFEST_INVALID"), "{declared}");
+    let mut chunked_body = Vec::new();
+    for _ in 0..65 {
+        chunked_body.extend_from_slice(format!("{:x}\r\n", 65536).as_bytes());
+        chunked_body.extend(std::iter::repeat_n(b' ', 65536));
+        chunked_body.extend_from_slice(b"\r\n");
+    }
+    chunked_body.extend_from_slice(b"0\r\n\r\n");
+    let chunked = raw_request(
+        server.port,
+        "PUT /v2/img/manifests/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        &chunked_body,
+    );
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+    assert_eq!(server.get("/v2/img/manifests/big").status, 404);
+
+    let unknown = server.get("/v2/img/manifests/nope");
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+
+    // Delete the tag, then the revision.
+    assert_eq!(
+        server
+            .call("DELETE", "/v2/img/manifests/v1", &[], None)
+            .status,
+        202
+    );
+    assert_eq!(server.get("/v2/img/manifests/v1").status, 404);
+    assert_eq!(
+        server.get(&format!("/v2/img/manifests/{digest}")).status,
+        200
+    );
+    assert_eq!(
+        server
+            .call("DELETE", &format!("/v2/img/manifests/{digest}"), &[], None)
+            .status,
+        202
+    );
+    assert_eq!(
+        server.get(&format!("/v2/img/manifests/{digest}")).status,
+        404
+    );
+    assert_eq!(
+        server
+            .call("DELETE", &format!("/v2/img/manifests/{digest}"), &[], None)
+            .status,
+        404
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_tags_and_catalog_paginate_with_link() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config = b"{}";
+    for repo in ["r/one", "r/two", "zed", "alpha"] {
+        let config_digest = server.push_blob(repo, config);
+        let manifest = image_manifest(&config_digest, 2, &[], json!({}));
+        for tag in ["c", "a", "b", "d"] {
+            assert_eq!(
+                server
+                    .push_manifest(repo, tag, OCI_MANIFEST, &manifest)
+                    .status,
+                201
+            );
+        }
+    }
+    let all = server.get("/v2/r/one/tags/list").json();
+    assert_eq!(all, json!({"name": "r/one", "tags": ["a", "b", "c", "d"]}));
+    let first = server.get("/v2/r/one/tags/list?n=2");
+    assert_eq!(first.json()["tags"], json!(["a", "b"]));
+    assert_eq!(
+        first.header("link"),
+        "</v2/r/one/tags/list?n=2&last=b>; rel=\"next\""
+    );
+    let second = server.get("/v2/r/one/tags/list?n=2&last=b");
+    assert_eq!(second.json()["tags"], json!(["c", "d"]));
+    assert!(!second.headers.contains_key("link"));
+    let unknown = server.get("/v2/nothing/tags/list");
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_str()),
+        (404, "NAME_UNKNOWN")
+    );
+
+    let catalog = server.get("/v2/_catalog").json();
+    assert_eq!(
+        catalog,
+        json!({"repositories": ["alpha", "r/one", "r/two", "zed"]})
+    );
+    let page = server.get("/v2/_catalog?n=3");
+    assert_eq!(
+        page.json()["repositories"],
+        json!(["alpha", "r/one", "r/two"])
+    );
+    assert_eq!(
+        page.header("link"),
+        "</v2/_catalog?n=3&last=r/two>; rel=\"next\""
+    );
+    assert_eq!(
+        server.get("/v2/_catalog?n=3&last=r/two").json()["repositories"],
+        json!(["zed"])
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_referrers_list_subjects_and_filter_by_artifact_type() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config_digest = server.push_blob("ref", b"{}");
+    let subject = image_manifest(&config_digest, 2, &[], json!({}));
+    let subject_digest = sha256(&subject);
+    assert_eq!(
+        server
+            .push_manifest("ref", "v1", OCI_MANIFEST, &subject)
+            .status,
+        201
+    );
+
+    let empty_digest = server.push_blob("ref", b"{}");
+    let mut referrer_digests = Vec::new();
+    for (artifact_type, note) in [
+        ("application/vnd.example.sbom", "sbom"),
+        ("application/vnd.example.sig", "sig"),
+    ] {
+        let referrer = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": subject.len()},
+            "annotations": {"note": note},
+        }))
+        .unwrap();
+        let digest = sha256(&referrer);
+        let put = server.push_manifest("ref", &digest, OCI_MANIFEST, &referrer);
+        assert_eq!(put.status, 201, "{}", put.text());
+        assert_eq!(put.header("oci-subject"), subject_digest);
+        referrer_digests.push(digest);
+    }
+    let listed = server.get(&format!("/v2/ref/referrers/{subject_digest}"));
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.header("content-type"), OCI_INDEX);
+    let index = listed.json();
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    let mut digests: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    digests.sort();
+    let mut expected: Vec<&str> = referrer_digests.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(digests, expected);
+
+    let filtered = server.get(&format!(
+        "/v2/ref/referrers/{subject_digest}?artifactType=application/vnd.example.sig"
+    ));
+    assert_eq!(filtered.header("oci-filters-applied"), "artifactType");
+    let manifests = filtered.json()["manifests"].clone();
+    assert_eq!(manifests.as_array().unwrap().len(), 1);
+    assert_eq!(manifests[0]["artifactType"], "application/vnd.example.sig");
+    assert_eq!(manifests[0]["annotations"]["note"], "sig");
+
+    // A deleted referrer is no longer listed; an unknown subject lists nothing (200).
+    server.call(
+        "DELETE",
+        &format!("/v2/ref/manifests/{}", referrer_digests[0]),
+        &[],
+        None,
+    );
+    assert_eq!(
+        server
+            .get(&format!("/v2/ref/referrers/{subject_digest}"))
+            .json()["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let none = server.get(&format!("/v2/ref/referrers/{}", sha256(b"x")));
+    assert_eq!(
+        (none.status, none.json()["manifests"].clone()),
+        (200, json!([]))
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_refuses_invalid_names() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    for name in ["Upper/case", "a/..b", "a..b", "-lead", "a//b", "trail-"] {
+        let reply = server.get(&format!("/v2/{name}/tags/list"));
+        assert_eq!(
+            (reply.status, reply.error_code().as_str()),
+            (400, "NAME_INVALID"),
+            "{name}"
+        );
+        let upload = server.call("POST", &format!("/v2/{name}/blobs/uploads/"), &[], None);
+        assert_eq!(upload.error_code(), "NAME_INVALID", "{name}");
+    }
+    assert!(!root.join("repositories").read_dir().unwrap().any(|_| true));
+    server.stop();
+}
+
+#[test]
+fn registry_restart_keeps_data_and_resumes_uploads() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config_digest = server.push_blob("keep", b"{}");
+    let manifest = image_manifest(&config_digest, 2, &[], json!({}));
+    assert_eq!(
+        server
+            .push_manifest("keep", "v1", OCI_MANIFEST, &manifest)
+            .status,
+        201
+    );
+    let location = server
+        .call("POST", "/v2/keep/blobs/uploads/", &[], None)
+        .header("location");
+    assert_eq!(
+        server
+            .call(
+                "PATCH",
+                &location,
+                &[("Content-Range", "0-4")],
+                Some(b"first")
+            )
+            .status,
+        202
+    );
+    server.stop();
+
+    let server = Server::start(&root);
+    assert_eq!(server.get("/v2/keep/manifests/v1").body, manifest);
+    let status = server.get(&location);
+    assert_eq!(
+        (status.status, status.header("range")),
+        (204, "0-4".to_owned())
+    );
+    assert_eq!(
+        server
+            .call(
+                "PATCH",
+                &location,
+                &[("Content-Range", "5-10")],
+                Some(b" second")
+            )
+            .status,
+        202
+    );
+    let digest = sha256(b"first second");
+    let done = server.call("PUT", &format!("{location}?digest={digest}"), &[], None);
+    assert_eq!(done.status, 201, "{}", done.text());
+    assert_eq!(
+        server.get(&format!("/v2/keep/blobs/{digest}")).body,
+        b"first second"
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_concurrent_identical_pushes_leave_one_copy() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let data: Vec<u8> = (0..(1u32 << 18))
+        .flat_map(|i| (i * 7).to_le_bytes())
+        .collect();
+    let digest = sha256(&data);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (server, data, digest) = (&server, &data, &digest);
+                scope.spawn(move || {
+                    let repo = format!("con/r{}", i % 4);
+                    let start =
+                        server.call("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None);
+                    assert_eq!(start.status, 202);
+                    let location = start.header("location");
+                    for (index, chunk) in data.chunks(300_000).enumerate() {
+                        let first = index * 300_000;
+                        let range = format!("{first}-{}", first + chunk.len() - 1);
+                        let patched = server.call(
+                            "PATCH",
+                            &location,
+                            &[("Content-Range", &range)],
+                            Some(chunk),
+                        );
+                        assert_eq!(patched.status, 202);
+                    }
+                    let done =
+                        server.call("PUT", &format!("{location}?digest={digest}"), &[], None);
+                    assert_eq!(done.status, 201, "{}", done.text());
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+    assert_eq!(
+        blob_files(&root),
+        [digest.trim_start_matches("sha256:").to_owned()]
+    );
+    for repo in ["con/r0", "con/r3"] {
+        assert_eq!(server.get(&format!("/v2/{repo}/blobs/{digest}")).body, data);
+    }
+    assert!(
+        std::fs::read_dir(root.join("uploads"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(
+        std::fs::read_dir(root.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_gc_sweeps_unreferenced_blobs() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config_digest = server.push_blob("gc/a", b"{}");
+    let kept_layer = server.push_blob("gc/a", b"kept layer");
+    let kept = image_manifest(&config_digest, 2, &[(&kept_layer, 10)], json!({}));
+    assert_eq!(
+        server
+            .push_manifest("gc/a", "v1", OCI_MANIFEST, &kept)
+            .status,
+        201
+    );
+    let dropped_layer = server.push_blob("gc/b", b"dropped layer");
+    let config_b = server.push_blob("gc/b", b"{}");
+    let dropped = image_manifest(&config_b, 2, &[(&dropped_layer, 13)], json!({}));
+    let dropped_digest = sha256(&dropped);
+    assert_eq!(
+        server
+            .push_manifest("gc/b", "v1", OCI_MANIFEST, &dropped)
+            .status,
+        201
+    );
+    let untagged_layer = server.push_blob("gc/a", b"untagged layer");
+    let untagged = image_manifest(&config_digest, 2, &[(&untagged_layer, 14)], json!({}));
+    let untagged_digest = sha256(&untagged);
+    assert_eq!(
+        server
+            .push_manifest("gc/a", &untagged_digest, OCI_MANIFEST, &untagged)
+            .status,
+        201
+    );
+    let orphan = server.push_blob("gc/a", b"never referenced");
+    let fresh_upload = server
+        .call("POST", "/v2/gc/a/blobs/uploads/", &[], None)
+        .header("docker-upload-uuid");
+    let old_upload = server
+        .call("POST", "/v2/gc/a/blobs/uploads/", &[], None)
+        .header("docker-upload-uuid");
+    assert_eq!(
+        server
+            .call(
+                "DELETE",
+                &format!("/v2/gc/b/manifests/{dropped_digest}"),
+                &[],
+                None
+            )
+            .status,
+        202
+    );
+    server.stop();
+
+    let strata = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["registry", "gc", "--root"])
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let old_data = root.join("uploads").join(&old_upload).join("data");
+    run_tool("touch", &["-d", "10 days ago", old_data.to_str().unwrap()]);
+    let before = blob_files(&root);
+    let dry = strata(&["--dry-run"]);
+    assert!(
+        dry.contains(&format!("would delete abandoned upload {old_upload}")),
+        "{dry}"
+    );
+    assert!(!dry.contains(&fresh_upload), "{dry}");
+    assert!(
+        dry.contains(&format!("would delete blob {dropped_layer}")),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("would delete blob {orphan}")),
+        "{dry}"
+    );
+    assert!(!dry.contains(&kept_layer), "{dry}");
+    assert!(!dry.contains(&untagged_layer), "{dry}");
+    assert_eq!(blob_files(&root), before);
+
+    strata(&[]);
+    assert!(!root.join("uploads").join(&old_upload).exists());
+    assert!(root.join("uploads").join(&fresh_upload).exists());
+    let hex = |digest: &str| digest.trim_start_matches("sha256:").to_owned();
+    let after = blob_files(&root);
+    for gone in [&dropped_layer, &orphan, &dropped_digest] {
+        assert!(!after.contains(&hex(gone)), "{gone} survived");
+    }
+    for present in [
+        &kept_layer,
+        &config_digest,
+        &untagged_layer,
+        &untagged_digest,
+    ] {
+        assert!(after.contains(&hex(present)), "{present} was deleted");
+    }
+    let untagged_run = strata(&["--delete-untagged"]);
+    assert!(
+        untagged_run.contains(&format!("deleted manifest gc/a@{untagged_digest}")),
+        "{untagged_run}"
+    );
+    assert!(!blob_files(&root).contains(&hex(&untagged_layer)));
+
+    let server = Server::start(&root);
+    assert_eq!(server.get("/v2/gc/a/manifests/v1").body, kept);
+    assert_eq!(
+        server.get(&format!("/v2/gc/a/blobs/{kept_layer}")).body,
+        b"kept layer"
+    );
+    assert_eq!(server.get(&format!("/v2/gc/a/blobs/{orphan}")).status, 404);
+    assert_eq!(
+        server
+            .get(&format!("/v2/gc/a/manifests/{untagged_digest}"))
+            .status,
+        404
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_online_gc_sweeps_while_serving_and_spares_recent_blobs() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config_digest = server.push_blob("live", b"{}");
+    let layer = server.push_blob("live", b"live layer");
+    let kept = image_manifest(&config_digest, 2, &[(&layer, 10)], json!({}));
+    assert_eq!(
+        server
+            .push_manifest("live", "v1", OCI_MANIFEST, &kept)
+            .status,
+        201
+    );
+    let dropped_layer = server.push_blob("live", b"dropped live layer");
+    let dropped = image_manifest(&config_digest, 2, &[(&dropped_layer, 18)], json!({}));
+    let dropped_digest = sha256(&dropped);
+    assert_eq!(
+        server
+            .push_manifest("live", "v2", OCI_MANIFEST, &dropped)
+            .status,
+        201
+    );
+    let path = format!("/v2/live/manifests/{dropped_digest}");
+    assert_eq!(server.call("DELETE", &path, &[], None).status, 202);
+    let orphan = server.push_blob("live", b"orphan");
+    server.stop();
+
+    // Grace 0: everything unreferenced goes on the first pass.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let root_arg = root.to_str().unwrap();
+    let args = ["--addr", &addr, "--root", root_arg, "--gc-interval", "1"];
+    let server = Server::launch(&root, port, &[&args[..], &["--gc-grace", "0"]].concat());
+    let hex = |digest: &str| digest.trim_start_matches("sha256:").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while blob_files(&root).contains(&hex(&orphan)) {
+        assert!(
+            Instant::now() < deadline,
+            "no online pass: {}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let files = blob_files(&root);
+    for gone in [&orphan, &dropped_layer, &dropped_digest] {
+        assert!(!files.contains(&hex(gone)), "{gone} survived");
+    }
+    assert_eq!(server.get("/v2/live/manifests/v1").body, kept);
+    assert_eq!(
+        server.get(&format!("/v2/live/blobs/{layer}")).body,
+        b"live layer"
+    );
+    assert_eq!(server.get(&format!("/v2/live/blobs/{orphan}")).status, 404);
+    // A re-push of a swept blob works again.
+    assert_eq!(server.push_blob("live", b"orphan"), orphan);
+    server.stop();
+
+    // Default grace: a freshly pushed, not yet referenced blob survives passes.
+    let server = Server::launch(&root, port, &args);
+    let pending = server.push_blob("live", b"pending layer");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(server.log_text().contains("online garbage collection"));
+    assert!(blob_files(&root).contains(&hex(&pending)));
+    let manifest = image_manifest(&config_digest, 2, &[(&pending, 13)], json!({}));
+    assert_eq!(
+        server
+            .push_manifest("live", "v3", OCI_MANIFEST, &manifest)
+            .status,
+        201
+    );
+    server.stop();
+}
+
+/// Writes a one-layer OCI image layout at `dir` tagged `tag`; returns the manifest digest.
+fn write_oci_layout(dir: &Path, tag: &str) -> String {
+    let mut builder = tar::Builder::new(Vec::new());
+    let content = b"hello from strata registry interop\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "hello.txt", &content[..])
+        .unwrap();
+    let layer = builder.into_inner().unwrap();
+    let layer_digest = sha256(&layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/hello.txt"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .unwrap();
+    let config_digest = sha256(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    }))
+    .unwrap();
+    let manifest_digest = sha256(&manifest);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for bytes in [&layer, &config, &manifest] {
+        std::fs::write(blobs.join(&sha256(bytes)[7..]), bytes).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    manifest_digest
+}
+
+#[test]
+fn registry_interop_skopeo_copy_round_trip() {
+    if !have("skopeo", &["--version"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    let source = dir.path().join("source");
+    let manifest_digest = write_oci_layout(&source, "v1");
+    let remote = format!("docker://{}/interop/skopeo:v1", server.host());
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            &format!("oci:{}:v1", source.display()),
+            &remote,
+        ],
+    );
+    let pushed = server.get("/v2/interop/skopeo/manifests/v1");
+    assert_eq!(pushed.header("docker-content-digest"), manifest_digest);
+    let tags = run_tool(
+        "skopeo",
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &remote.replace(":v1", ""),
+        ],
+    );
+    assert!(tags.contains("\"v1\""), "{tags}");
+
+    let back = dir.path().join("back");
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--preserve-digests",
+            &remote,
+            &format!("oci:{}:v1", back.display()),
+        ],
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], manifest_digest);
+    for entry in std::fs::read_dir(source.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let copied = std::fs::read(back.join("blobs/sha256").join(entry.file_name())).unwrap();
+        assert_eq!(copied, std::fs::read(entry.path()).unwrap());
+    }
+
+    // A multi-platform index (one child) with --all: the child is pushed first, the index
+    // after it, and both keep their digests.
+    let manifest_path = source.join("blobs/sha256").join(&manifest_digest[7..]);
+    let manifest_size = std::fs::metadata(&manifest_path).unwrap().len();
+    let image_index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest_size,
+            "platform": {"architecture": "amd64", "os": "linux"},
+        }],
+    }))
+    .unwrap();
+    let index_digest = sha256(&image_index);
+    std::fs::write(
+        source.join("blobs/sha256").join(&index_digest[7..]),
+        &image_index,
+    )
+    .unwrap();
+    let layout_index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_INDEX, "digest": index_digest, "size": image_index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    std::fs::write(source.join("index.json"), layout_index.to_string()).unwrap();
+    let multi = format!("docker://{}/interop/multi:v1", server.host());
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            &format!("oci:{}:multi", source.display()),
+            &multi,
+        ],
+    );
+    let pushed = server.get("/v2/interop/multi/manifests/v1");
+    assert_eq!(pushed.header("docker-content-digest"), index_digest);
+    assert_eq!(pushed.header("content-type"), OCI_INDEX);
+    assert_eq!(
+        server
+            .get(&format!("/v2/interop/multi/manifests/{manifest_digest}"))
+            .status,
+        200
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_interop_docker_push_pull() {
+    if !have("docker", &["info"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    // A tiny filesystem image: `docker import` of a tar of one directory.
+    let mut builder = tar::Builder::new(Vec::new());
+    let content = b"strata registry docker interop\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "etc/strata-test", &content[..])
+        .unwrap();
+    let tarball = dir.path().join("rootfs.tar");
+    std::fs::write(&tarball, builder.into_inner().unwrap()).unwrap();
+    let image = format!("{}/interop/docker:v1", server.host());
+    run_tool("docker", &["import", tarball.to_str().unwrap(), &image]);
+    let image_id = run_tool("docker", &["image", "inspect", "-f", "{{.Id}}", &image]);
+    let push = run_tool("docker", &["push", &image]);
+    assert!(push.contains("digest: sha256:"), "{push}");
+    run_tool("docker", &["rmi", &image]);
+    run_tool("docker", &["pull", &image]);
+    let pulled_id = run_tool("docker", &["image", "inspect", "-f", "{{.Id}}", &image]);
+    assert_eq!(pulled_id, image_id);
+    let pushed_digest = push
+        .split("digest: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let manifest = server.get("/v2/interop/docker/manifests/v1");
+    assert_eq!(manifest.header("docker-content-digest"), pushed_digest);
+    run_tool("docker", &["rmi", &image]);
+    server.stop();
+}

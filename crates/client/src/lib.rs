@@ -1,0 +1,24 @@
+//! The registry client of strata: the OCI distribution API over HTTP(S) (ping, manifests,
+//! blobs, uploads, tags) with Docker-compatible authentication and credentials, and the
+//! operations built on it: pull, push, copy between transports, remote inspection.
+//!
+//! Every downloaded byte is digested as it streams and compared with the expected digest before
+//! it becomes visible in the store; images are recorded in the catalog only once all their
+//! content is stored and verified.
+
+pub mod auth;
+pub mod copy;
+pub mod credentials;
+mod error;
+pub mod http;
+pub mod location;
+pub mod pull;
+pub mod push;
+pub mod record;
+
+pub use copy::{Copied, copy};
+pub use error::{ClientError, Result};
+pub use http::{BlobPush, ClientOptions, FetchedManifest, Registry};
+pub use location::Location;
+pub use pull::{LayerObserver, LayerStatus, Pulled, pull};
+pub use push::{Pushed, push};

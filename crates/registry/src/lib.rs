@@ -1,0 +1,223 @@
+//! strata-registry: an OCI Distribution Spec v1.1 registry server.
+//!
+//! [`router`] builds the HTTP application over any [`Storage`]; [`serve`] runs it on a
+//! listener until a shutdown signal. The filesystem backend is [`FsStorage`]; its on-disk
+//! format is docs/registry-storage.md.
+
+pub mod auth;
+pub mod error;
+pub mod gc;
+pub mod handlers;
+pub mod manifest;
+pub mod metrics;
+pub mod names;
+pub mod proxy;
+pub mod storage;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+
+pub use handlers::AppState;
+pub use storage::{FsStorage, Storage};
+
+const API_VERSION_HEADER: &str = "docker-distribution-api-version";
+
+/// Counts a body's bytes into `add`: at once when its length is known, else as chunks pass.
+fn counted(body: Body, add: impl Fn(u64) + Send + Sync + 'static) -> Body {
+    if let Some(length) = body.size_hint().exact() {
+        add(length);
+        return body;
+    }
+    Body::from_stream(body.into_data_stream().inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            add(chunk.len() as u64);
+        }
+    }))
+}
+
+/// Counts, logs and stamps every response with the API version header.
+async fn observe<S: Storage>(
+    State(state): State<Arc<AppState<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let metrics = state.clone();
+    let request = request.map(|body| counted(body, move |n| metrics.metrics.add_received(n)));
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    let status = response.status().as_u16();
+    state.metrics.record_request(method.as_str(), status);
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    let metrics = state.clone();
+    response.map(|body| counted(body, move |n| metrics.metrics.add_sent(n)))
+}
+
+/// What the server enforces beyond the spec.
+#[derive(Default)]
+pub struct ServerOptions {
+    /// Require HTTP Basic credentials from this file on `/v2/` (not on `/metrics`, `/healthz`).
+    pub htpasswd: Option<auth::Htpasswd>,
+    /// Collect garbage while serving (see [`gc`]).
+    pub online_gc: Option<OnlineGc>,
+}
+
+/// Periodic online garbage collection.
+#[derive(Debug, Clone, Copy)]
+pub struct OnlineGc {
+    /// Time between passes.
+    pub interval: std::time::Duration,
+    /// Unreferenced blobs whose bytes or links are younger than this are spared.
+    pub grace: std::time::Duration,
+}
+
+/// Runs collection passes forever (the caller aborts the task on shutdown).
+async fn collect_periodically<S: Storage>(storage: Arc<AppState<S>>, gc: OnlineGc) {
+    loop {
+        tokio::time::sleep(gc.interval).await;
+        match storage.storage.collect_garbage(gc.grace).await {
+            Ok(report) => tracing::info!(
+                blobs = report.blobs_deleted.len(),
+                bytes = report.bytes_freed,
+                "online garbage collection"
+            ),
+            Err(error) => tracing::error!("online garbage collection: {error}"),
+        }
+    }
+}
+
+/// Answers 401 with a Basic challenge unless the request carries valid credentials.
+async fn authenticate(
+    State(htpasswd): State<auth::SharedHtpasswd>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !request.uri().path().starts_with("/v2") {
+        return next.run(request).await;
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let checker = htpasswd.clone();
+    let allowed = tokio::task::spawn_blocking(move || checker.check(authorization.as_deref()))
+        .await
+        .unwrap_or(false);
+    if allowed {
+        return next.run(request).await;
+    }
+    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{}\"", auth::REALM))
+        .unwrap_or(HeaderValue::from_static("Basic"));
+    error::ApiError::new(error::ErrorCode::Unauthorized, "authentication required")
+        .with_header(header::WWW_AUTHENTICATE, challenge)
+        .into_response()
+}
+
+/// The registry application: `/v2/...`, `/metrics` and `/healthz`.
+pub fn router<S: Storage>(storage: S, options: ServerOptions) -> Router {
+    app(new_state(storage), options)
+}
+
+fn new_state<S: Storage>(storage: S) -> Arc<AppState<S>> {
+    Arc::new(AppState {
+        storage,
+        metrics: metrics::Metrics::default(),
+    })
+}
+
+fn app<S: Storage>(state: Arc<AppState<S>>, options: ServerOptions) -> Router {
+    let mut router = Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<AppState<S>>>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    state.metrics.render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(handlers::dispatch::<S>)
+        .with_state(state.clone());
+    if let Some(htpasswd) = options.htpasswd {
+        router = router.layer(middleware::from_fn_with_state(
+            Arc::new(htpasswd),
+            authenticate,
+        ));
+    }
+    // Outermost, so that refused requests are counted and logged too.
+    router.layer(middleware::from_fn_with_state(state, observe::<S>))
+}
+
+/// Serves `storage` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
+pub async fn serve<S: Storage>(
+    listener: tokio::net::TcpListener,
+    storage: S,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY a response written as head + small body waits for the peer's
+    // delayed ACK (~40 ms) before the body goes out.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::warn!("setting TCP_NODELAY: {error}");
+        }
+    });
+    let state = new_state(storage);
+    let collector = options
+        .online_gc
+        .map(|gc| tokio::spawn(collect_periodically(state.clone(), gc)));
+    let result = axum::serve(listener, app(state, options))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(collector) = collector {
+        collector.abort();
+    }
+    result
+}
+
+/// Like [`serve`], over TLS with `config` (see [`tls::server_config`]).
+pub async fn serve_tls<S: Storage>(
+    listener: tokio::net::TcpListener,
+    config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    storage: S,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, config)?;
+    let state = new_state(storage);
+    let collector = options
+        .online_gc
+        .map(|gc| tokio::spawn(collect_periodically(state.clone(), gc)));
+    let result = axum::serve(listener, app(state, options))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(collector) = collector {
+        collector.abort();
+    }
+    result
+}
