@@ -52,6 +52,35 @@ fn invalid_tar(layer: &BlobRef, e: std::io::Error) -> ImageError {
     }
 }
 
+/// The sizes of a layer blob: from the catalog when already measured for this blob, otherwise by
+/// [`scan_layer`] (which also verifies the diffID).
+pub fn measured_sizes(
+    store: &Store,
+    catalog: &strata_store::Catalog,
+    layer: &BlobRef,
+    diff_id: &Digest,
+) -> Result<LayerSizes> {
+    let known =
+        catalog
+            .layers
+            .get(diff_id)
+            .and_then(|l| match (l.uncompressed_size, l.content_size) {
+                (Some(uncompressed), Some(content))
+                    if l.blobs.iter().any(|b| b.digest == layer.digest) =>
+                {
+                    Some(LayerSizes {
+                        uncompressed,
+                        content,
+                    })
+                }
+                _ => None,
+            });
+    match known {
+        Some(sizes) => Ok(sizes),
+        None => scan_layer(store, layer, diff_id),
+    }
+}
+
 /// Reads a layer once: checks it uncompresses to `diff_id` and measures it. An uncompressed
 /// layer is its own diffID (checked when it was ingested), so only its headers are read.
 pub fn scan_layer(store: &Store, layer: &BlobRef, diff_id: &Digest) -> Result<LayerSizes> {
