@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: a real Debian rootfs (debootstrap) imported into the
-# strata store, saved as an archive, and proved by `docker load` + `docker run`.
-# Usage: scripts/main-job.sh [OUTPUT.tar]   (default: ./debian-strata.tar)
+# strata store, served by strata's own registry, pulled back into a fresh store, saved as an
+# archive, and proved by `docker load` + `docker run`.
+# Usage: scripts/main-job.sh [OUTPUT.tar]   (default: ./debian-strata.tar; STRATA=BIN skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-$PWD/debian-strata.tar}
 scripts/setup.sh
-cargo build --release --locked -p strata-cli
-strata=$PWD/target/release/strata
+if [ -z "${STRATA:-}" ]; then
+    cargo build --release --locked -p strata-cli
+fi
+strata=${STRATA:-$PWD/target/release/strata}
 rootfs=${STRATA_ROOTFS_CACHE:-/var/cache/strata-test}/bookworm-rootfs
-root=$(mktemp -d /tmp/strata-main.XXXXXX)
-trap 'rm -rf "$root"' EXIT
+work=$(mktemp -d /tmp/strata-main.XXXXXX)
+registry_pid=
+cleanup() {
+    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+image=127.0.0.1:$port/strata-demo/debian:bookworm
 
 echo "== strata import $rootfs"
-"$strata" --root "$root" import --change 'CMD ["bash"]' "$rootfs" strata-demo/debian:bookworm
-"$strata" --root "$root" images
-"$strata" --root "$root" history strata-demo/debian:bookworm
+"$strata" --root "$work/store" import --change 'CMD ["bash"]' "$rootfs" "$image"
+"$strata" --root "$work/store" images
+"$strata" --root "$work/store" history "$image"
+
+echo "== strata registry serve on 127.0.0.1:$port; strata push"
+"$strata" registry serve --addr "127.0.0.1:$port" --root "$work/registry" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+"$strata" --root "$work/store" push "$image"
+
+echo "== strata pull into a fresh store"
+"$strata" --root "$work/pulled" pull "$image"
+"$strata" --root "$work/pulled" images --digests
+
 echo "== strata save -> $out"
-"$strata" --root "$root" save -o "$out" strata-demo/debian:bookworm
+"$strata" --root "$work/pulled" save -o "$out" "$image"
 ls -l "$out"
 echo "== docker load + docker run"
 docker load -i "$out"
-docker run --rm strata-demo/debian:bookworm cat /etc/debian_version
+docker run --rm "$image" cat /etc/debian_version
