@@ -594,6 +594,9 @@ pub fn system_prune(root: &Path, args: PruneArgs) -> Result<()> {
     for (digest, size) in &report.blobs {
         println!("{verb} blob: {digest} ({})", human::human_size(*size));
     }
+    for chain in &report.snapshots {
+        println!("{verb} snapshot: {chain}");
+    }
     let reclaimed = if args.dry_run {
         report.blobs.iter().map(|(_, s)| s).sum::<u64>()
     } else {
@@ -640,5 +643,14 @@ pub fn debug_apply_layer(layer: &Path, dir: &Path) -> Result<()> {
         &strata_layer::ApplyOptions::default(),
     )?;
     eprintln!("applied {} entries, {} bytes", stats.entries, stats.bytes);
+    Ok(())
+}
+
+pub fn debug_snapshots(root: &Path, image: &str) -> Result<()> {
+    let store = open(root)?;
+    let image = StoredImage::resolve(&store, &store.catalog()?, image)?;
+    let dirs = strata_image::snapshot::prepare(&store, &image)?;
+    let lowerdir: Vec<String> = dirs.iter().rev().map(|d| d.display().to_string()).collect();
+    println!("{}", lowerdir.join(":"));
     Ok(())
 }

@@ -88,6 +88,8 @@ enum DebugCommand {
     Digest { file: PathBuf },
     /// Apply one uncompressed layer tar onto a directory
     ApplyLayer { layer: PathBuf, dir: PathBuf },
+    /// Unpack an image's layer snapshots and print them as an overlayfs lowerdir list
+    Snapshots { image: String },
 }
 
 #[derive(Subcommand)]
@@ -126,6 +128,9 @@ fn main() -> ExitCode {
         Command::Debug {
             command: DebugCommand::ApplyLayer { layer, dir },
         } => commands::debug_apply_layer(&layer, &dir),
+        Command::Debug {
+            command: DebugCommand::Snapshots { image },
+        } => commands::debug_snapshots(&root, &image),
         Command::System {
             command: SystemCommand::Df(args),
         } => commands::system_df(&root, args),

@@ -441,6 +441,52 @@ fn multi_layer_docker_images_round_trip_both_ways() {
         Path::new("sub/two")
     );
 
+    // Snapshots stacked by overlayfs give the same tree as unpacking, and are shared and pruned.
+    if rustix_is_root() {
+        let lowerdir = strata
+            .ok(&["debug", "snapshots", &built])
+            .trim()
+            .to_string();
+        assert_eq!(
+            lowerdir.split(':').count(),
+            4,
+            "one snapshot per layer: {lowerdir}"
+        );
+        let mountpoint = dir.path().join("merged");
+        std::fs::create_dir(&mountpoint).unwrap();
+        run_tool(
+            "mount",
+            &[
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &format!("lowerdir={lowerdir}"),
+                mountpoint.to_str().unwrap(),
+            ],
+        );
+        let merged = tree_listing(&mountpoint);
+        run_tool("umount", &[mountpoint.to_str().unwrap()]);
+        assert_eq!(
+            merged,
+            tree_listing(&rootfs),
+            "overlay of the snapshots differs from unpack"
+        );
+        let base_lowerdir = strata.ok(&["debug", "snapshots", &base]).trim().to_string();
+        assert!(
+            lowerdir.ends_with(&base_lowerdir),
+            "the base layer's snapshot is shared"
+        );
+        strata.ok(&["rmi", &built]);
+        let pruned = strata.ok(&["system", "prune", "-f"]);
+        assert_eq!(pruned.matches("Deleted snapshot").count(), 3, "{pruned}");
+        assert!(
+            Path::new(&base_lowerdir).is_dir(),
+            "the base image still needs its snapshot"
+        );
+        strata.ok(&["load", "-i", archive.to_str().unwrap()]);
+    }
+
     // And back: docker loads strata's save of both images and runs the built one.
     let saved = dir.path().join("saved.tar");
     strata.ok(&["save", "-o", saved.to_str().unwrap(), &built, &base]);
@@ -451,4 +497,46 @@ fn multi_layer_docker_images_round_trip_both_ways() {
     assert_eq!(again[0]["Id"], docker[0]["Id"]);
     assert_eq!(run_tool("docker", &["run", "--rm", &built]), "changed\n");
     run_tool("docker", &["rmi", "-f", &built, &base]);
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Every path under `root` with its type, mode, size, content digest or link target.
+fn tree_listing(root: &Path) -> Vec<String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let relative = path.strip_prefix(root).unwrap().display().to_string();
+            let detail = if meta.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_file() {
+                hex::encode(sha2::Sha256::digest(std::fs::read(&path).unwrap()))
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "{relative} {:o} {}:{} {detail}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ));
+            if meta.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }

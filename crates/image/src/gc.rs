@@ -64,6 +64,8 @@ pub struct PruneReport {
     pub images: Vec<Digest>,
     pub blobs: Vec<(Digest, u64)>,
     pub partial_ingest_bytes: u64,
+    /// chainIDs of the removed layer snapshots.
+    pub snapshots: Vec<Digest>,
 }
 
 impl PruneReport {
@@ -107,6 +109,7 @@ pub fn prune(store: &Store, options: PruneOptions) -> Result<PruneReport> {
         .into_iter()
         .filter(|(d, _)| !referenced.contains(d))
         .collect();
+    report.snapshots = unneeded_snapshots(store, &catalog)?;
     if options.dry_run {
         return Ok(report);
     }
@@ -114,15 +117,76 @@ pub fn prune(store: &Store, options: PruneOptions) -> Result<PruneReport> {
         store.remove_blob(digest)?;
     }
     report.partial_ingest_bytes = store.remove_stale_ingests()?;
+    remove_snapshot_dirs(store, &report.snapshots)?;
     // Layer records whose blobs are all gone describe nothing the store can serve.
     store.update::<_, ImageError>(|c| {
         for layer in c.layers.values_mut() {
             layer.blobs.retain(|b| referenced.contains(&b.digest));
         }
         c.layers.retain(|_, l| !l.blobs.is_empty());
+        for chain in &report.snapshots {
+            c.snapshots.remove(chain);
+        }
         Ok(())
     })?;
     Ok(report)
+}
+
+/// Snapshots (recorded or only on disk) whose chain no image in `catalog` has. When an image
+/// cannot be read, nothing is reported: better to keep a snapshot than to break an image.
+fn unneeded_snapshots(store: &Store, catalog: &Catalog) -> Result<Vec<Digest>> {
+    let mut needed = BTreeSet::new();
+    for record in catalog.images.values() {
+        match crate::document::StoredImage::load(store, record) {
+            Ok(image) => needed.extend(crate::snapshot::chain_ids(&image.config.diff_ids)),
+            Err(_) => return Ok(Vec::new()),
+        }
+    }
+    let mut present: BTreeSet<Digest> = catalog.snapshots.keys().cloned().collect();
+    let dir = store.snapshots_dir();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if let Some(chain) = name
+                .to_str()
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+            {
+                present.insert(chain);
+            }
+        }
+    }
+    Ok(present
+        .into_iter()
+        .filter(|c| !needed.contains(c))
+        .collect())
+}
+
+/// Removes snapshot directories and leftovers of interrupted unpacks (`.tmp-*`). Only safe
+/// under the exclusive content lock.
+fn remove_snapshot_dirs(store: &Store, chains: &[Digest]) -> Result<()> {
+    let dir = store.snapshots_dir();
+    let mut doomed: Vec<std::path::PathBuf> = chains.iter().map(|c| dir.join(c.hex())).collect();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        doomed.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .map(|e| e.path()),
+        );
+    }
+    for path in doomed {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ImageError::io(
+                    format!("removing snapshot {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What `system df` reports.

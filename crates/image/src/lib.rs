@@ -12,6 +12,7 @@ pub mod layer_io;
 mod load;
 mod remove;
 mod save;
+pub mod snapshot;
 
 pub use error::{ImageError, Result};
 pub use import::{ImportOptions, ImportSource, export, import, unpack};

@@ -27,6 +27,8 @@ use crate::fs_util::{self, file_type};
 use crate::paths::{EntryName, LayerPaths, classify_name, join_into, normalize_into, split_parent};
 use crate::tar_format::{EntryHeader, EntryKind, ReadLimits, TarReader};
 
+const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
+
 /// Bounds and privileges for [`apply_layer`].
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -42,6 +44,11 @@ pub struct ApplyOptions {
     pub allow_device_nodes: bool,
     /// Apply the uid/gid recorded in the layer (needs `CAP_CHOWN`).
     pub preserve_ownership: bool,
+    /// Write whiteouts the way overlayfs reads them instead of deleting: `.wh.<name>` becomes a
+    /// 0/0 character device `<name>` and `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on
+    /// its directory. For unpacking one layer into an empty directory that serves as an overlay
+    /// lower layer (needs root).
+    pub overlay_whiteouts: bool,
 }
 
 impl Default for ApplyOptions {
@@ -53,6 +60,7 @@ impl Default for ApplyOptions {
             max_header_size: 1 << 20,
             allow_device_nodes: privileged,
             preserve_ownership: privileged,
+            overlay_whiteouts: false,
         }
     }
 }
@@ -655,9 +663,13 @@ impl<'o> Applier<'o> {
             .take_parent(dir_path, true)
             .map_err(entry_err(hdr, "resolving the opaque directory"))?;
         self.cache_stale = true;
-        let result = self
-            .remove_lower_children(dir.as_fd(), dir_path)
-            .map_err(entry_err(hdr, "emptying the opaque directory"));
+        let result = if self.opts.overlay_whiteouts {
+            fs::fsetxattr(&dir, OVERLAY_OPAQUE, b"y", XattrFlags::empty())
+                .map_err(entry_err(hdr, "marking the directory opaque for overlayfs"))
+        } else {
+            self.remove_lower_children(dir.as_fd(), dir_path)
+                .map_err(entry_err(hdr, "emptying the opaque directory"))
+        };
         self.release_parent(dir_path, dir);
         result
     }
@@ -670,6 +682,9 @@ impl<'o> Applier<'o> {
         victim: &[u8],
     ) -> Result<(), LayerError> {
         self.layer_paths.insert_with_ancestors(dir_path);
+        if self.opts.overlay_whiteouts {
+            return self.make_overlay_whiteout(hdr, dir_path, victim);
+        }
         let dir = match self.take_parent(dir_path, false) {
             Ok(fd) => fd,
             // Nothing there, nothing to delete.
@@ -701,6 +716,36 @@ impl<'o> Applier<'o> {
         self.scratch = victim_path;
         self.release_parent(dir_path, dir);
         result.map_err(entry_err(hdr, "removing the whited-out path"))
+    }
+
+    /// Overlay form of `.wh.<victim>`: a 0/0 character device, unless this layer provides the
+    /// path itself (then the entry that provides it wins, whatever the order).
+    fn make_overlay_whiteout(
+        &mut self,
+        hdr: &EntryHeader,
+        dir_path: &[u8],
+        victim: &[u8],
+    ) -> Result<(), LayerError> {
+        let mut victim_path = std::mem::take(&mut self.scratch);
+        join_into(dir_path, victim, &mut victim_path);
+        let provided = self.layer_paths.contains(&victim_path);
+        self.scratch = victim_path;
+        if provided {
+            return Ok(());
+        }
+        let dir = self
+            .take_parent(dir_path, true)
+            .map_err(entry_err(hdr, "resolving the whiteout directory"))?;
+        let result = fs::mknodat(
+            &dir,
+            victim,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            fs::makedev(0, 0),
+        )
+        .map_err(entry_err(hdr, "creating the overlay whiteout"));
+        self.release_parent(dir_path, dir);
+        result
     }
 
     /// Removes every descendant of `dir` (whose normalised path is

@@ -68,6 +68,20 @@ pub struct Catalog {
     pub images: BTreeMap<Digest, ImageRecord>,
     /// diffID -> layer record.
     pub layers: BTreeMap<Digest, LayerRecord>,
+    /// chainID -> unpacked layer snapshot.
+    pub snapshots: BTreeMap<Digest, SnapshotRecord>,
+}
+
+/// One layer unpacked for overlayfs under `snapshots/<chainID hex>/fs`: its own changes only,
+/// whiteouts as overlay whiteouts, to be stacked on its parent's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The layer's diffID.
+    pub diff_id: Digest,
+    /// chainID of the snapshot below, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// How a user's string named an image.

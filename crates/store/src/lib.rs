@@ -18,7 +18,7 @@ mod lock;
 mod meta;
 
 pub use blobs::{BlobWriter, Ingested};
-pub use catalog::{BlobRef, Catalog, ImageRecord, LayerRecord, Resolved};
+pub use catalog::{BlobRef, Catalog, ImageRecord, LayerRecord, Resolved, SnapshotRecord};
 pub use error::StoreError;
 pub use lock::ContentLock;
 
@@ -88,6 +88,11 @@ impl Store {
 
     fn repositories_dir(&self) -> PathBuf {
         self.root.join("repositories")
+    }
+
+    /// Where unpacked layer snapshots live: `snapshots/<chainID hex>/fs`.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
     }
 
     /// Reads the whole catalog in one read transaction.

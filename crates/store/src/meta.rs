@@ -15,6 +15,7 @@ use crate::{Catalog, FORMAT_VERSION, Result, Store, StoreError};
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
 const LAYERS: TableDefinition<&str, &str> = TableDefinition::new("layers");
+const SNAPSHOTS: TableDefinition<&str, &str> = TableDefinition::new("snapshots");
 const INFO: TableDefinition<&str, &str> = TableDefinition::new("info");
 
 const FORMAT_KEY: &str = "format_version";
@@ -84,6 +85,7 @@ fn read_catalog<T: ReadableTable<&'static str, &'static str>>(
     tags: &T,
     images: &T,
     layers: &T,
+    snapshots: Option<&T>,
 ) -> Result<Catalog> {
     let mut catalog = Catalog::default();
     for item in tags.iter().map_err(|e| StoreError::db(path, e))? {
@@ -99,6 +101,9 @@ fn read_catalog<T: ReadableTable<&'static str, &'static str>>(
     }
     catalog.images = read_map(path, images)?;
     catalog.layers = read_map(path, layers)?;
+    if let Some(snapshots) = snapshots {
+        catalog.snapshots = read_map(path, snapshots)?;
+    }
     Ok(catalog)
 }
 
@@ -112,8 +117,11 @@ pub(crate) fn load(store: &Store) -> Result<Catalog> {
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(StoreError::db(&path, e)),
     };
+    let snapshots = open_table(SNAPSHOTS)?;
     match (open_table(TAGS)?, open_table(IMAGES)?, open_table(LAYERS)?) {
-        (Some(tags), Some(images), Some(layers)) => read_catalog(&path, &tags, &images, &layers),
+        (Some(tags), Some(images), Some(layers)) => {
+            read_catalog(&path, &tags, &images, &layers, snapshots.as_ref())
+        }
         _ => Ok(Catalog::default()),
     }
 }
@@ -135,7 +143,10 @@ pub(crate) fn update<T, E: From<StoreError>>(
         let mut layers = txn
             .open_table(LAYERS)
             .map_err(|e| StoreError::db(&path, e))?;
-        let before = read_catalog(&path, &tags, &images, &layers)?;
+        let mut snapshots = txn
+            .open_table(SNAPSHOTS)
+            .map_err(|e| StoreError::db(&path, e))?;
+        let before = read_catalog(&path, &tags, &images, &layers, Some(&snapshots))?;
         let mut after = before.clone();
         let value = change(&mut after)?;
         write_diff(&path, &mut tags, &before.tags, &after.tags, |d| {
@@ -143,6 +154,13 @@ pub(crate) fn update<T, E: From<StoreError>>(
         })?;
         write_diff(&path, &mut images, &before.images, &after.images, to_json)?;
         write_diff(&path, &mut layers, &before.layers, &after.layers, to_json)?;
+        write_diff(
+            &path,
+            &mut snapshots,
+            &before.snapshots,
+            &after.snapshots,
+            to_json,
+        )?;
         (value, after)
     };
     txn.commit().map_err(|e| StoreError::db(&path, e))?;
