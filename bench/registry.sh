@@ -6,6 +6,9 @@
 #   blob-get-small wrk: GET of the config blob (~80 bytes)
 #   blob-get-1m    wrk: GET of a 1 MiB blob
 #   push-blob      curl: monolithic upload of the large blob (digest verified), median of N
+#   token-auth     wrk: manifest-get on a second strata server with `--auth token` (Bearer token
+#                  from its /token endpoint on every request) against the open one: the cost of
+#                  verifying a token per request (ratio = token/open)
 # It prints requests/s (or seconds) and strata/distribution ratios; it never fails on slowness.
 #
 #   bench/registry.sh [--duration S] [--connections N] [--runs N] [--blob-mib N] [--no-build]
@@ -26,7 +29,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=${2:?}; shift ;;
         --blob-mib) BLOB_MIB=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "registry.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -68,6 +71,18 @@ PIDS+=($!)
 wait_up "$STRATA_PORT"
 wait_up "$DIST_PORT"
 
+# A token-authenticated strata: user bench, every permission (the default grants).
+TOKEN_PORT=$(free_port)
+printf 'benchpw\n' | "$STRATA" registry passwd bench >"$SCRATCH/htpasswd"
+"$STRATA" registry serve --addr "127.0.0.1:$TOKEN_PORT" --root "$SCRATCH/strata-token-root" \
+    --htpasswd "$SCRATCH/htpasswd" --auth token 2>"$SCRATCH/strata-token.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$TOKEN_PORT/healthz" && break; sleep 0.1; done
+TOKEN=$(curl -sf -u bench:benchpw \
+    "http://127.0.0.1:$TOKEN_PORT/token?service=strata-registry&scope=repository:bench:pull,push" |
+    sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+[ -n "$TOKEN" ] || { echo "registry.sh: no token from the token server" >&2; exit 1; }
+
 # Content: a config, a 1 MiB layer, a manifest; and the large blob for the push timing.
 printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$SCRATCH/config"
 head -c $((1 << 20)) /dev/urandom >"$SCRATCH/layer"
@@ -92,10 +107,19 @@ for port in "$STRATA_PORT" "$DIST_PORT"; do
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
         --data-binary "@$SCRATCH/manifest" "http://127.0.0.1:$port/v2/bench/manifests/v1" -o /dev/null
 done
+# The token server's copy: the manifest alone is enough for manifest-get.
+for file in config layer; do
+    location=$(curl -sf -X POST -D - -o /dev/null -H "Authorization: Bearer $TOKEN" \
+        "http://127.0.0.1:$TOKEN_PORT/v2/bench/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+    curl -sf -X PUT -H "Authorization: Bearer $TOKEN" --data-binary "@$SCRATCH/$file" \
+        "http://127.0.0.1:$TOKEN_PORT$location?digest=$(digest "$SCRATCH/$file")" -o /dev/null
+done
+curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data-binary "@$SCRATCH/manifest" "http://127.0.0.1:$TOKEN_PORT/v2/bench/manifests/v1" -o /dev/null
 
 # (No HEAD case: wrk's parser waits for the body a HEAD answer announces but never sends.)
-rate() { # port path
-    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$1$2" | awk '/Requests\/sec/ {print $2}'
+rate() { # port path [wrk header]
+    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" ${3:+-H "$3"} "http://127.0.0.1:$1$2" | awk '/Requests\/sec/ {print $2}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
@@ -125,3 +149,8 @@ s=$(median_push "$STRATA_PORT")
 d=$(median_push "$DIST_PORT")
 # Lower is better for times: the ratio is distribution/strata so >1 means strata is faster.
 printf '%-14s %13ss %13ss %8s  (push of %d MiB; ratio = distribution/strata)\n' push-blob "$s" "$d" "$(ratio "$d" "$s")" "$BLOB_MIB"
+
+open=$(rate "$STRATA_PORT" /v2/bench/manifests/v1)
+token=$(rate "$TOKEN_PORT" /v2/bench/manifests/v1 "Authorization: Bearer $TOKEN")
+printf '%-14s %12s/s %12s/s %8s  (strata --auth token vs strata open; ratio = token/open)\n' \
+    token-auth "$token" "$open" "$(ratio "$token" "$open")"

@@ -18,6 +18,16 @@ if ! command -v check-jsonschema >/dev/null 2>&1; then
     echo "setup: installing check-jsonschema"
     pip install -q check-jsonschema
 fi
+# moto_server: a local S3 for the registry's S3 backend tests.
+if ! command -v moto_server >/dev/null 2>&1; then
+    echo "setup: installing moto[server]"
+    pip install -q 'moto[server]'
+fi
+# oras (the Python SDK): pushes artifacts with a subject to the registry in its interop test.
+if ! python3 -c 'import oras.client' >/dev/null 2>&1; then
+    echo "setup: installing oras"
+    pip install -q oras
+fi
 
 # dockerd: the peer that must load and run what strata saves.
 if ! docker info >/dev/null 2>&1; then

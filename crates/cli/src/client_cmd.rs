@@ -37,6 +37,10 @@ pub struct RegistryOptions {
     /// Blobs transferred at the same time
     #[arg(long, default_value_t = 3, value_name = "N")]
     parallel: usize,
+    /// push: gzip uncompressed layers (the pushed manifest then differs from the stored one);
+    /// false pushes byte for byte. copy is always byte for byte
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    compress: bool,
 }
 
 impl RegistryOptions {
@@ -44,9 +48,45 @@ impl RegistryOptions {
         ClientOptions {
             insecure: !self.tls_verify,
             parallel: self.parallel.max(1),
+            compress_layers: self.compress,
             ..ClientOptions::default()
         }
     }
+}
+
+/// Progress bars per blob on a terminal (nothing otherwise).
+struct Bars(std::sync::Arc<crate::progress::TransferBars>);
+
+impl strata_client::TransferObserver for Bars {
+    fn started(&self, digest: &strata_oci::Digest, total: u64) {
+        self.0.start(&digest.hex()[..12], total);
+    }
+    fn advanced(&self, digest: &strata_oci::Digest, bytes: u64) {
+        self.0.advance(&digest.hex()[..12], bytes);
+    }
+    fn restarted(&self, digest: &strata_oci::Digest) {
+        self.0.reset(&digest.hex()[..12]);
+    }
+    fn finished(&self, digest: &strata_oci::Digest) {
+        self.0.finish(&digest.hex()[..12]);
+    }
+}
+
+/// Bars for a transfer unless `quiet` or stderr is not a terminal; sets them in `options`.
+fn transfer_bars(
+    quiet: bool,
+    verb: &'static str,
+    options: &mut ClientOptions,
+) -> Option<std::sync::Arc<crate::progress::TransferBars>> {
+    let bars = std::sync::Arc::new(
+        (!quiet)
+            .then(|| crate::progress::TransferBars::on_terminal(verb))
+            .flatten()?,
+    );
+    options.progress = Some(strata_client::Progress(std::sync::Arc::new(Bars(
+        bars.clone(),
+    ))));
+    Some(bars)
 }
 
 fn parse_platform(platform: Option<&str>) -> Result<Platform> {
@@ -112,21 +152,41 @@ pub fn pull(root: &Path, args: PullArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    let mut options = args.registry.client_options();
+    let bars = transfer_bars(args.quiet, "Downloading", &mut options);
     // Layer lines as each layer is settled, as Docker prints them.
     let observer: Option<strata_client::LayerObserver> = (!args.quiet).then(|| {
-        std::sync::Arc::new(|digest: &strata_oci::Digest, status: LayerStatus| {
+        let bars = bars.clone();
+        std::sync::Arc::new(move |digest: &strata_oci::Digest, status: LayerStatus| {
             let status = match status {
                 LayerStatus::Exists => "Already exists",
                 LayerStatus::Downloaded => "Pull complete",
             };
-            let _ = writeln!(io::stdout().lock(), "{}: {status}", &digest.hex()[..12]);
+            let line = format!("{}: {status}", &digest.hex()[..12]);
+            match &bars {
+                Some(bars) => bars.println(&line),
+                None => {
+                    let _ = writeln!(io::stdout().lock(), "{line}");
+                }
+            }
         }) as strata_client::LayerObserver
     });
-    let pulled = runtime()?.block_on(async {
-        let registry =
-            Registry::connect(reference.domain(), args.registry.client_options()).await?;
-        strata_client::pull(&registry, &store, &reference, &platform, names, observer).await
-    })?;
+    // The registry's mirrors (registries.json) first, then the registry itself.
+    let pulled = runtime()?.block_on(strata_client::config::with_pull_sources(
+        reference.domain(),
+        &options,
+        |registry| {
+            let (names, observer) = (names.clone(), observer.clone());
+            let (store, reference, platform) = (&store, &reference, &platform);
+            async move {
+                strata_client::pull(&registry, store, reference, platform, names, observer).await
+            }
+        },
+    ));
+    if let Some(bars) = &bars {
+        bars.clear();
+    }
+    let pulled = pulled?;
     let mut out = out.lock();
     if args.quiet {
         writeln!(out, "{}", reference.familiar_string())?;
@@ -174,11 +234,16 @@ pub fn push(root: &Path, args: PushArgs) -> Result<()> {
             destination.name()
         )?;
     }
+    let mut options = args.registry.client_options();
+    let bars = transfer_bars(args.quiet, "Pushing", &mut options);
     let pushed = runtime()?.block_on(async {
-        let registry =
-            Registry::connect(destination.domain(), args.registry.client_options()).await?;
+        let registry = Registry::connect(destination.domain(), options).await?;
         strata_client::push(&registry, &store, &args.image, &destination).await
-    })?;
+    });
+    if let Some(bars) = &bars {
+        bars.clear();
+    }
+    let pushed = pushed?;
     if args.quiet {
         writeln!(out, "{}@{}", destination.name(), pushed.digest)?;
         return Ok(());
@@ -222,13 +287,19 @@ pub fn copy(root: &Path, args: CopyArgs) -> Result<()> {
     let destination = Location::parse(&args.destination)?;
     let platform = parse_platform(args.platform.as_deref())?;
     let store = open(root)?;
+    let mut options = args.registry.client_options();
+    let bars = transfer_bars(args.quiet, "Copying", &mut options);
     let copied = runtime()?.block_on(strata_client::copy(
         &store,
         &source,
         &destination,
-        &args.registry.client_options(),
+        &options,
         &platform,
-    ))?;
+    ));
+    if let Some(bars) = &bars {
+        bars.clear();
+    }
+    let copied = copied?;
     if !args.quiet {
         writeln!(
             io::stdout().lock(),
@@ -373,6 +444,7 @@ pub fn inspect_docker_reference(
             registry: RegistryOptions {
                 tls_verify: true,
                 parallel: 3,
+                compress: true,
             },
         },
     )

@@ -55,3 +55,74 @@ impl<W: Write> Write for ProgressWriter<W> {
         self.inner.flush()
     }
 }
+
+/// One bar per concurrent transfer (layers of a pull or push) on a terminal; `None` otherwise,
+/// so callers keep their plain lines unchanged when stderr is not a terminal.
+pub struct TransferBars {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+    verb: &'static str,
+}
+
+impl TransferBars {
+    pub fn on_terminal(verb: &'static str) -> Option<TransferBars> {
+        io::stderr().is_terminal().then(|| TransferBars {
+            multi: indicatif::MultiProgress::new(),
+            bars: Default::default(),
+            verb,
+        })
+    }
+
+    fn bars(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ProgressBar>> {
+        self.bars.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A bar for `key` (e.g. a short digest) of `total` bytes.
+    pub fn start(&self, key: &str, total: u64) {
+        let bar = self.multi.add(
+            ProgressBar::new(total).with_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            ),
+        );
+        bar.set_message(format!("{key}: {}", self.verb));
+        if let Some(old) = self.bars().insert(key.to_string(), bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    pub fn advance(&self, key: &str, bytes: u64) {
+        if let Some(bar) = self.bars().get(key) {
+            bar.inc(bytes);
+        }
+    }
+
+    pub fn reset(&self, key: &str) {
+        if let Some(bar) = self.bars().get(key) {
+            bar.set_position(0);
+        }
+    }
+
+    pub fn finish(&self, key: &str) {
+        if let Some(bar) = self.bars().remove(key) {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Prints a line to stdout without tearing the bars.
+    pub fn println(&self, line: &str) {
+        self.multi.suspend(|| {
+            let _ = writeln!(io::stdout().lock(), "{line}");
+        });
+    }
+
+    pub fn clear(&self) {
+        for (_, bar) in self.bars().drain() {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}

@@ -17,7 +17,7 @@ const DEFAULT_GC_GRACE: u64 = 3600;
 #[derive(Subcommand)]
 pub enum RegistryCommand {
     /// Serve an OCI distribution registry
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Delete blobs that no manifest of any repository references (run while stopped)
     Gc(GcArgs),
     /// Print an htpasswd line (bcrypt) for USER with the password read from stdin
@@ -32,7 +32,7 @@ pub struct ServeArgs {
     /// Registry storage directory [default: /var/lib/strata/registry]
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// JSON configuration file ({"addr", "root", "tls_cert", "tls_key", "htpasswd", "proxy"}); flags win
+    /// JSON configuration file ({"addr", "root", "tls_cert", "tls_key", "htpasswd", "auth", "token", "storage", "proxy"}); flags win
     #[arg(long)]
     config: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
@@ -44,6 +44,17 @@ pub struct ServeArgs {
     /// Require HTTP Basic authentication against this htpasswd file (bcrypt entries)
     #[arg(long, value_name = "FILE")]
     htpasswd: Option<PathBuf>,
+    /// Authentication scheme: none, basic (needs --htpasswd) or token (built-in token server
+    /// at /token; users from --htpasswd, grants from the config file) [default: basic with
+    /// --htpasswd, else none]
+    #[arg(long, value_name = "SCHEME")]
+    auth: Option<AuthScheme>,
+    /// Token realm sent in challenges [default: http(s)://ADDR/token]
+    #[arg(long, value_name = "URL")]
+    token_realm: Option<String>,
+    /// Token service (audience) [default: strata-registry]
+    #[arg(long, value_name = "NAME")]
+    token_service: Option<String>,
     /// Collect garbage while serving, every SECONDS (off by default)
     #[arg(long, value_name = "SECONDS")]
     gc_interval: Option<u64>,
@@ -88,7 +99,44 @@ struct ConfigFile {
     tls_key: Option<PathBuf>,
     htpasswd: Option<PathBuf>,
     proxy: Option<ProxyConfig>,
+    auth: Option<AuthScheme>,
+    token: Option<TokenSettings>,
+    storage: Option<StorageConfig>,
 }
+
+/// `"storage": {"s3": {...}}`; the filesystem under `root` when absent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum StorageConfig {
+    Filesystem {},
+    S3(strata_registry::storage::S3Config),
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+enum AuthScheme {
+    None,
+    Basic,
+    Token,
+}
+
+/// `"token": {...}` of the config file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TokenSettings {
+    realm: Option<String>,
+    service: Option<String>,
+    issuer: Option<String>,
+    /// Token lifetime in seconds [default: 300].
+    expiration: Option<u64>,
+    /// HMAC-SHA256 signing key (its bytes) [default: random per process].
+    key_file: Option<PathBuf>,
+    /// [default: every htpasswd user may do everything, including the catalog]
+    grants: Option<Vec<strata_registry::token::Grant>>,
+}
+
+const DEFAULT_TOKEN_SERVICE: &str = "strata-registry";
+const DEFAULT_TOKEN_EXPIRATION: u64 = 300;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,7 +151,7 @@ pub fn run(_root: &Path, command: RegistryCommand) -> Result<()> {
     match command {
         RegistryCommand::Serve(mut args) => {
             args.root = args.root.filter(|_| root_given_after("serve"));
-            serve(args)
+            serve(*args)
         }
         RegistryCommand::Passwd(args) => passwd(args),
         RegistryCommand::Gc(mut args) => {
@@ -164,13 +212,75 @@ fn serve(args: ServeArgs) -> Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
-    let htpasswd = match args.htpasswd.or(config.htpasswd) {
+    let mut htpasswd = match args.htpasswd.or(config.htpasswd) {
         Some(path) => Some(strata_registry::auth::Htpasswd::load(&path)?),
         None => None,
     };
     if htpasswd.is_some() && tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!("basic authentication without TLS sends passwords in clear text");
     }
+    let scheme = args.auth.or(config.auth).unwrap_or(if htpasswd.is_some() {
+        AuthScheme::Basic
+    } else {
+        AuthScheme::None
+    });
+    let token = match scheme {
+        AuthScheme::Token => {
+            let settings = config.token.unwrap_or_default();
+            let realm = match args.token_realm.or(settings.realm) {
+                Some(realm) => realm,
+                None if addr.ip().is_unspecified() => {
+                    anyhow::bail!("token authentication on {addr} needs --token-realm URL")
+                }
+                None => format!(
+                    "{}://{addr}/token",
+                    if tls.is_some() { "https" } else { "http" }
+                ),
+            };
+            let service = args
+                .token_service
+                .or(settings.service)
+                .unwrap_or_else(|| DEFAULT_TOKEN_SERVICE.to_owned());
+            let key = match &settings.key_file {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("reading token key {}", path.display()))?,
+                None => strata_registry::token::TokenConfig::random_key(),
+            };
+            anyhow::ensure!(key.len() >= 16, "the token key must be at least 16 bytes");
+            let grants = settings.grants.unwrap_or_else(|| {
+                ["repository:*", "registry:catalog"]
+                    .map(|resource| {
+                        let (kind, name) = resource.split_once(':').unwrap_or_default();
+                        strata_registry::token::Grant {
+                            user: "*".to_owned(),
+                            kind: kind.to_owned(),
+                            name: name.to_owned(),
+                            actions: vec!["*".to_owned()],
+                        }
+                    })
+                    .to_vec()
+            });
+            Some(strata_registry::token::TokenConfig {
+                realm,
+                issuer: settings.issuer.unwrap_or_else(|| service.clone()),
+                service,
+                expiration: Duration::from_secs(
+                    settings.expiration.unwrap_or(DEFAULT_TOKEN_EXPIRATION),
+                ),
+                grants,
+                users: htpasswd.take(),
+                key,
+            })
+        }
+        AuthScheme::Basic => {
+            anyhow::ensure!(htpasswd.is_some(), "basic authentication needs --htpasswd");
+            None
+        }
+        AuthScheme::None => {
+            htpasswd = None;
+            None
+        }
+    };
     let online_gc = args
         .gc_interval
         .filter(|&seconds| seconds > 0)
@@ -181,6 +291,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let options = strata_registry::ServerOptions {
         htpasswd,
         online_gc,
+        token,
     };
     let proxy = match (args.proxy_remote, config.proxy) {
         (Some(url), _) => Some(strata_registry::proxy::UpstreamConfig {
@@ -195,34 +306,56 @@ fn serve(args: ServeArgs) -> Result<()> {
         }),
         (None, None) => None,
     };
-    let storage = strata_registry::FsStorage::open(&root)
-        .with_context(|| format!("opening registry storage at {}", root.display()))?;
+    let s3 = match config.storage {
+        Some(StorageConfig::S3(s3)) => Some(s3),
+        Some(StorageConfig::Filesystem {}) | None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            root = %root.display(),
-            tls = tls.is_some(),
-            proxy = proxy.as_ref().map(|proxy| proxy.url.as_str()).unwrap_or("none"),
-            "registry listening"
-        );
-        match proxy {
-            Some(upstream) => {
-                let storage = strata_registry::proxy::ProxyStorage::new(storage, upstream)
-                    .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
-                run_server(listener, tls, storage, options).await
-            }
-            None => run_server(listener, tls, storage, options).await,
-        }?;
-        tracing::info!("registry stopped");
-        Ok(())
+        if let Some(s3) = s3 {
+            // Uploads in progress are staged under the root; everything else is in the bucket.
+            let storage = strata_registry::storage::S3Storage::open(&s3, &root)
+                .with_context(|| format!("opening S3 storage in bucket {}", s3.bucket))?;
+            tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, "storage: s3");
+            return listen(addr, root, tls, proxy, storage, options).await;
+        }
+        let storage = strata_registry::FsStorage::open(&root)
+            .with_context(|| format!("opening registry storage at {}", root.display()))?;
+        listen(addr, root, tls, proxy, storage, options).await
     })
+}
+
+async fn listen<S: strata_registry::Storage>(
+    addr: SocketAddr,
+    root: PathBuf,
+    tls: Option<std::sync::Arc<strata_registry::tls::ServerConfig>>,
+    proxy: Option<strata_registry::proxy::UpstreamConfig>,
+    storage: S,
+    options: strata_registry::ServerOptions,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        root = %root.display(),
+        tls = tls.is_some(),
+        proxy = proxy.as_ref().map(|proxy| proxy.url.as_str()).unwrap_or("none"),
+        "registry listening"
+    );
+    match proxy {
+        Some(upstream) => {
+            let storage = strata_registry::proxy::ProxyStorage::new(storage, upstream)
+                .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
+            run_server(listener, tls, storage, options).await
+        }
+        None => run_server(listener, tls, storage, options).await,
+    }?;
+    tracing::info!("registry stopped");
+    Ok(())
 }
 
 async fn run_server<S: strata_registry::Storage>(

@@ -202,7 +202,8 @@ fn push_pull_copy_round_trip_preserves_digests() {
     let Some(id) = import_image(&local, &reference, "CMD [\"sh\"]") else {
         return;
     };
-    let pushed = local.ok(&["push", &reference]);
+    // Byte for byte: the layer stays uncompressed, the digest is the stored one.
+    let pushed = local.ok(&["push", "--compress=false", &reference]);
     assert!(
         pushed.contains(&format!(
             "The push refers to repository [{host}/strata/roundtrip]"
@@ -216,7 +217,7 @@ fn push_pull_copy_round_trip_preserves_digests() {
         "push preserves the manifest digest"
     );
     // Pushing again uploads nothing.
-    let again = local.ok(&["push", &reference]);
+    let again = local.ok(&["push", "--compress=false", &reference]);
     assert!(!again.contains(": Pushed"), "{again}");
 
     // The registry and skopeo agree on the digest; tags and remote inspect see it.
@@ -300,7 +301,12 @@ fn push_pull_copy_round_trip_preserves_digests() {
 
     // The puller knows the image from strata/roundtrip: pushing it to another repository of
     // the registry mounts every blob instead of uploading it.
-    let mounted = puller.ok(&["push", &reference, &format!("{host}/strata/mounted:v1")]);
+    let mounted = puller.ok(&[
+        "push",
+        "--compress=false",
+        &reference,
+        &format!("{host}/strata/mounted:v1"),
+    ]);
     assert!(
         mounted.contains("Mounted from strata/roundtrip"),
         "{mounted}"
@@ -320,7 +326,7 @@ fn push_pull_copy_round_trip_preserves_digests() {
     // A second image sharing the layer: the pull downloads only what is new.
     let reference2 = format!("{host}/strata/roundtrip:v2");
     import_image(&local, &reference2, "CMD [\"ls\"]").unwrap();
-    local.ok(&["push", &reference2]);
+    local.ok(&["push", "--compress=false", &reference2]);
     let shared = puller.ok(&["pull", &reference2]);
     assert!(
         shared.contains("Already exists"),
@@ -369,6 +375,163 @@ fn push_pull_copy_round_trip_preserves_digests() {
     let remote: Value =
         serde_json::from_str(&local.ok(&["inspect", &format!("docker://{back}")])).unwrap();
     assert_eq!(remote["Digest"], digest.as_str());
+}
+
+#[test]
+fn push_compresses_uncompressed_layers() {
+    let local = Strata::new();
+    if !client_commands(&local) {
+        return;
+    }
+    let Some(registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let reference = format!("{}/strata/gzipped:v1", registry.host());
+    let Some(id) = import_image(&local, &reference, "CMD [\"sh\"]") else {
+        return;
+    };
+    let pushed = local.ok(&["push", &reference]);
+    assert!(pushed.contains(": Pushed"), "{pushed}");
+    let digest = digest_line(&pushed, "v1: digest: ");
+    assert_ne!(
+        stored_target(&local, &reference),
+        digest,
+        "the pushed manifest names the compressed layer"
+    );
+    let raw = local
+        .command()
+        .args(["inspect", "--raw", &format!("docker://{reference}")])
+        .output()
+        .unwrap();
+    assert_eq!(sha256(&raw.stdout), digest);
+    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let repo_digests = local.ok(&["inspect", "--format", "{{json .RepoDigests}}", &reference]);
+    assert!(repo_digests.contains(&digest), "{repo_digests}");
+    // Compression is deterministic: pushing again finds every blob there.
+    let again = local.ok(&["push", &reference]);
+    assert!(!again.contains(": Pushed"), "{again}");
+    assert_eq!(digest_line(&again, "v1: digest: "), digest);
+    // A pull decompresses and checks the diffIDs: the same image.
+    let puller = Strata::new();
+    puller.ok(&["pull", &reference]);
+    assert_eq!(
+        puller
+            .ok(&["inspect", "--format", "{{.Id}}", &reference])
+            .trim(),
+        id
+    );
+    puller.assert_blobs_verified();
+}
+
+/// Writes `registries.json` under a fresh XDG_CONFIG_HOME, returned.
+fn registries_config(json: &Value) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("strata")).unwrap();
+    std::fs::write(
+        home.path().join("strata/registries.json"),
+        serde_json::to_vec_pretty(json).unwrap(),
+    )
+    .unwrap();
+    home
+}
+
+#[test]
+fn pulls_try_the_mirrors_first_then_the_origin() {
+    let local = Strata::new();
+    if !client_commands(&local) {
+        return;
+    }
+    let (Some(origin), Some(mirror)) = (TestRegistry::start(None), TestRegistry::start(None))
+    else {
+        return;
+    };
+    let (origin_host, mirror_host) = (origin.host(), mirror.host());
+    // The same name on both, with different content; a second image on the origin only.
+    import_image(
+        &local,
+        &format!("{origin_host}/strata/app:v1"),
+        "CMD [\"origin\"]",
+    )
+    .unwrap();
+    local.ok(&["push", &format!("{origin_host}/strata/app:v1")]);
+    import_image(
+        &local,
+        &format!("{mirror_host}/strata/app:v1"),
+        "CMD [\"mirror\"]",
+    )
+    .unwrap();
+    local.ok(&["push", &format!("{mirror_host}/strata/app:v1")]);
+    import_image(
+        &local,
+        &format!("{origin_host}/strata/only:v1"),
+        "CMD [\"only\"]",
+    )
+    .unwrap();
+    local.ok(&["push", &format!("{origin_host}/strata/only:v1")]);
+
+    // A dead mirror is passed over, the live one serves, the origin is the fallback.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = registries_config(&json!({
+        "version": 1,
+        "registries": { origin_host.clone(): { "mirrors": [dead, mirror_host] } }
+    }));
+    let puller = Strata::new();
+    let pull = |reference: &str| {
+        let output = puller
+            .command()
+            .env("XDG_CONFIG_HOME", config.path())
+            .args(["pull", reference])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let cmd = |reference: &str| {
+        puller
+            .ok(&["inspect", "--format", "{{json .Config.Cmd}}", reference])
+            .trim()
+            .to_string()
+    };
+    let app = format!("{origin_host}/strata/app:v1");
+    pull(&app);
+    assert_eq!(cmd(&app), r#"["mirror"]"#, "served by the mirror");
+    let only = format!("{origin_host}/strata/only:v1");
+    pull(&only);
+    assert_eq!(
+        cmd(&only),
+        r#"["only"]"#,
+        "the origin when the mirror lacks it"
+    );
+    puller.assert_blobs_verified();
+    // Without the settings, the origin's own image.
+    let plain = Strata::new();
+    plain.ok(&["pull", &app]);
+    assert_eq!(
+        plain
+            .ok(&["inspect", "--format", "{{json .Config.Cmd}}", &app])
+            .trim(),
+        r#"["origin"]"#
+    );
+    // A settings file of another version is refused, naming it.
+    let future = registries_config(&json!({ "version": 9 }));
+    let output = puller
+        .command()
+        .env("XDG_CONFIG_HOME", future.path())
+        .args(["pull", &app])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("registries.json: version 9"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1023,7 +1186,7 @@ fn chunked_upload_when_the_registry_demands_it() {
     let Some(id) = import_image(&local, &reference, "CMD [\"sh\"]") else {
         return;
     };
-    let pushed = local.ok(&["push", &reference]);
+    let pushed = local.ok(&["push", "--compress=false", &reference]);
     let digest = digest_line(&pushed, "v1: digest: ");
     assert_eq!(stored_target(&local, &reference), digest);
     let stored = stored.lock().unwrap().clone();
@@ -1111,6 +1274,24 @@ fn tls_failure_suggests_disabling_verification() {
     // --tls-verify=false falls back to plain HTTP.
     strata.ok(&["pull", "--tls-verify=false", &reference]);
     strata.assert_blobs_verified();
+    // So does `insecure` in registries.json.
+    let config = registries_config(&json!({
+        "version": 1,
+        "registries": { format!("{alias}:{port}"): { "insecure": true } }
+    }));
+    let fresh = Strata::new();
+    let output = fresh
+        .command()
+        .env("XDG_CONFIG_HOME", config.path())
+        .args(["pull", &reference])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fresh.assert_blobs_verified();
 }
 
 #[test]

@@ -66,11 +66,26 @@ struct Server {
 }
 
 impl Server {
+    /// On the filesystem under `root`, or, inside [`with_s3`], in the thread's S3 bucket
+    /// (uploads in progress still staged under `root`).
     fn start(root: &Path) -> Server {
+        Server::start_with(root, &[])
+    }
+
+    /// [`Server::start`] with more `serve` flags.
+    fn start_with(root: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let root_arg = root.to_str().unwrap();
-        Server::launch(root, port, &["--addr", &addr, "--root", root_arg])
+        if let Some(storage) = s3_storage_config() {
+            let config = root.with_extension(format!("{port}.json"));
+            let text = json!({"addr": addr, "root": root, "storage": storage}).to_string();
+            std::fs::write(&config, text).unwrap();
+            let args = [&["--config", config.to_str().unwrap()][..], extra].concat();
+            return Server::launch(root, port, &args);
+        }
+        let args = [&["--addr", &addr, "--root", root_arg][..], extra].concat();
+        Server::launch(root, port, &args)
     }
 
     /// Runs `strata registry serve ARGS` (which must listen on `port`) and waits until it answers.
@@ -309,6 +324,9 @@ fn raw_request(port: u16, head: &str, body: &[u8]) -> String {
 }
 
 fn blob_files(root: &Path) -> Vec<String> {
+    if let Some(names) = s3_blob_names() {
+        return names;
+    }
     let dir = root.join("blobs/sha256");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map(|entries| {
@@ -1597,11 +1615,8 @@ fn registry_online_gc_sweeps_while_serving_and_spares_recent_blobs() {
     server.stop();
 
     // Grace 0: everything unreferenced goes on the first pass.
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let root_arg = root.to_str().unwrap();
-    let args = ["--addr", &addr, "--root", root_arg, "--gc-interval", "1"];
-    let server = Server::launch(&root, port, &[&args[..], &["--gc-grace", "0"]].concat());
+    let args = ["--gc-interval", "1"];
+    let server = Server::start_with(&root, &[&args[..], &["--gc-grace", "0"]].concat());
     let hex = |digest: &str| digest.trim_start_matches("sha256:").to_owned();
     let deadline = Instant::now() + Duration::from_secs(15);
     while blob_files(&root).contains(&hex(&orphan)) {
@@ -1627,7 +1642,7 @@ fn registry_online_gc_sweeps_while_serving_and_spares_recent_blobs() {
     server.stop();
 
     // Default grace: a freshly pushed, not yet referenced blob survives passes.
-    let server = Server::launch(&root, port, &args);
+    let server = Server::start_with(&root, &args);
     let pending = server.push_blob("live", b"pending layer");
     std::thread::sleep(Duration::from_millis(2500));
     assert!(server.log_text().contains("online garbage collection"));
@@ -1828,4 +1843,851 @@ fn registry_interop_docker_push_pull() {
     assert_eq!(manifest.header("docker-content-digest"), pushed_digest);
     run_tool("docker", &["rmi", &image]);
     server.stop();
+}
+
+/// An htpasswd line from `strata registry passwd`.
+fn htpasswd_entry(user: &str, password: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["registry", "passwd", user])
+        .stdin(Stdio::piped())
+        .output_with_stdin(format!("{password}\n").as_bytes());
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn basic_header(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// An HS256 JWT over `claims`, signed with `key` (HMAC-SHA256 written out, RFC 2104).
+fn hs256_token(key: &[u8], claims: &Value) -> String {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(input.as_bytes())
+        .finalize();
+    let mac = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    format!("{input}.{}", b64(&mac))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A registry with `auth: token`: alice may do everything (and list the catalog), bob may
+/// only pull, anonymous clients may pull `public/*`.
+fn token_server(dir: &Path, root: &Path, key: &[u8]) -> Server {
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        htpasswd_entry("alice", "s3cret") + &htpasswd_entry("bob", "bobpw"),
+    )
+    .unwrap();
+    let key_file = dir.join("token.key");
+    std::fs::write(&key_file, key).unwrap();
+    let port = free_port();
+    let config = dir.join("config.json");
+    let mut settings = json!({
+            "addr": format!("127.0.0.1:{port}"),
+            "root": root,
+            "auth": "token",
+            "htpasswd": htpasswd,
+            "token": {
+                "key_file": key_file,
+                "expiration": 120,
+                "grants": [
+                    {"user": "alice", "repository": "*", "actions": ["*"]},
+                    {"user": "alice", "type": "registry", "name": "catalog", "actions": ["*"]},
+                    {"user": "bob", "repository": "*", "actions": ["pull"]},
+                    {"user": "anonymous", "repository": "public/*", "actions": ["pull"]},
+                ],
+            },
+    });
+    if let Some(storage) = s3_storage_config() {
+        settings["storage"] = storage;
+    }
+    std::fs::write(&config, settings.to_string()).unwrap();
+    Server::launch(root, port, &["--config", config.to_str().unwrap()])
+}
+
+impl Server {
+    /// A token from the built-in token server; `None` credentials: anonymous.
+    fn token(&self, credentials: Option<(&str, &str)>, scopes: &[&str]) -> Reply {
+        let mut path = "/token?service=strata-registry".to_owned();
+        for scope in scopes {
+            path.push_str("&scope=");
+            path.push_str(&scope.replace(':', "%3A").replace(',', "%2C"));
+        }
+        let header = credentials.map(|(user, password)| basic_header(user, password));
+        let headers: Vec<(&str, &str)> = header
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        self.call("GET", &path, &headers, None)
+    }
+
+    fn bearer(&self, credentials: Option<(&str, &str)>, scopes: &[&str]) -> String {
+        let reply = self.token(credentials, scopes);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let body = reply.json();
+        assert_eq!(body["token"], body["access_token"]);
+        assert!(body["expires_in"].as_u64().unwrap() >= 60);
+        format!("Bearer {}", body["token"].as_str().unwrap())
+    }
+}
+
+#[test]
+fn registry_token_auth_grants_scopes_and_refuses_forgeries() {
+    let (dir, root) = temp_root();
+    let key = b"strata-test-token-signing-key-32";
+    let server = token_server(dir.path(), &root, key);
+    let realm = format!(
+        "Bearer realm=\"{}\",service=\"strata-registry\"",
+        server.url("/token")
+    );
+
+    // Without a token: 401 with the challenge naming the scope the request needs.
+    let refused = server.get("/v2/");
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (401, "UNAUTHORIZED")
+    );
+    assert_eq!(refused.header("www-authenticate"), realm);
+    let refused = server.call("POST", "/v2/tok/app/blobs/uploads/", &[], None);
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (401, "UNAUTHORIZED")
+    );
+    assert_eq!(
+        refused.header("www-authenticate"),
+        format!("{realm},scope=\"repository:tok/app:pull,push\"")
+    );
+    let refused = server.get("/v2/_catalog");
+    assert!(
+        refused
+            .header("www-authenticate")
+            .ends_with("scope=\"registry:catalog:*\""),
+        "{:?}",
+        refused.headers
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+
+    // Wrong password or service: no token.
+    let wrong = server.token(Some(("alice", "wrong")), &["repository:tok/app:pull"]);
+    assert_eq!(
+        (wrong.status, wrong.error_code().as_str()),
+        (401, "UNAUTHORIZED")
+    );
+    assert_eq!(
+        server
+            .get("/token?service=elsewhere&scope=repository:a:pull")
+            .status,
+        400
+    );
+
+    // alice pushes.
+    let alice = server.bearer(
+        Some(("alice", "s3cret")),
+        &["repository:tok/app:pull,push,delete"],
+    );
+    let auth = [("Authorization", alice.as_str())];
+    assert_eq!(server.call("GET", "/v2/", &auth, None).status, 200);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = b"token layer";
+    let mut digests = Vec::new();
+    for data in [&config[..], &layer[..]] {
+        let start = server.call("POST", "/v2/tok/app/blobs/uploads/", &auth, None);
+        assert_eq!(start.status, 202, "{}", start.text());
+        let digest = sha256(data);
+        let location = format!("{}?digest={digest}", start.header("location"));
+        let done = server.call("PUT", &location, &auth, Some(data));
+        assert_eq!(done.status, 201, "{}", done.text());
+        digests.push(digest);
+    }
+    let manifest = image_manifest(
+        &digests[0],
+        config.len(),
+        &[(&digests[1], layer.len())],
+        json!({}),
+    );
+    let put = server.call(
+        "PUT",
+        "/v2/tok/app/manifests/v1",
+        &[
+            ("Authorization", alice.as_str()),
+            ("Content-Type", OCI_MANIFEST),
+        ],
+        Some(&manifest),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    // alice's token for tok/app says nothing about other repositories or the catalog.
+    let other = server.call("GET", "/v2/other/tags/list", &auth, None);
+    assert_eq!((other.status, other.error_code().as_str()), (401, "DENIED"));
+    assert!(
+        other
+            .header("www-authenticate")
+            .contains("error=\"insufficient_scope\"")
+    );
+    let catalog = server.bearer(Some(("alice", "s3cret")), &["registry:catalog:*"]);
+    let listed = server.call("GET", "/v2/_catalog", &[("Authorization", &catalog)], None);
+    assert_eq!(listed.json()["repositories"], json!(["tok/app"]));
+
+    // bob asks for pull and push but gets pull only: reads work, writes and deletes are denied.
+    let bob = server.bearer(
+        Some(("bob", "bobpw")),
+        &["repository:tok/app:pull,push,delete", "registry:catalog:*"],
+    );
+    let bob_auth = [("Authorization", bob.as_str())];
+    let got = server.call("GET", "/v2/tok/app/manifests/v1", &bob_auth, None);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, manifest);
+    for (method, path) in [
+        ("POST", "/v2/tok/app/blobs/uploads/"),
+        ("PUT", "/v2/tok/app/manifests/v2"),
+        ("DELETE", "/v2/tok/app/manifests/v1"),
+        ("DELETE", &format!("/v2/tok/app/blobs/{}", digests[1])),
+    ] {
+        let denied = server.call(method, path, &bob_auth, Some(b"{}"));
+        assert_eq!(
+            (denied.status, denied.error_code().as_str()),
+            (401, "DENIED"),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        server.call("GET", "/v2/_catalog", &bob_auth, None).status,
+        401
+    );
+    // A mount from a repository bob cannot read would be a plain upload, and he cannot push
+    // anyway; alice mounting into another repository she can push works.
+    let mount = format!(
+        "/v2/tok/copy/blobs/uploads/?mount={}&from=tok/app",
+        digests[1]
+    );
+    let alice_copy = server.bearer(
+        Some(("alice", "s3cret")),
+        &["repository:tok/copy:pull,push", "repository:tok/app:pull"],
+    );
+    let mounted = server.call("POST", &mount, &[("Authorization", &alice_copy)], None);
+    assert_eq!(mounted.status, 201, "{}", mounted.text());
+    // Without pull on the source the mount is not attempted: a new upload starts instead.
+    let copy_only = server.bearer(
+        Some(("alice", "s3cret")),
+        &["repository:tok/copy2:pull,push"],
+    );
+    let mount = mount.replace("tok/copy/", "tok/copy2/");
+    let unmounted = server.call("POST", &mount, &[("Authorization", &copy_only)], None);
+    assert_eq!(unmounted.status, 202, "{}", unmounted.text());
+    // However the parameter is spelled.
+    let encoded = mount.replace("&from=", "&fro%6D=");
+    let unmounted = server.call("POST", &encoded, &[("Authorization", &copy_only)], None);
+    assert_eq!(unmounted.status, 202, "{}", unmounted.text());
+    let blob = format!("/v2/tok/copy2/blobs/{}", digests[1]);
+    let absent = server.call("HEAD", &blob, &[("Authorization", &copy_only)], None);
+    assert_eq!(absent.status, 404);
+
+    // Anonymous: a token, but only for public/*.
+    let anonymous = server.bearer(
+        None,
+        &["repository:tok/app:pull", "repository:public/x:pull"],
+    );
+    let anonymous = [("Authorization", anonymous.as_str())];
+    assert_eq!(server.call("GET", "/v2/", &anonymous, None).status, 200);
+    let unknown = server.call("GET", "/v2/public/x/tags/list", &anonymous, None);
+    assert_eq!(unknown.error_code(), "NAME_UNKNOWN");
+    let denied = server.call("GET", "/v2/tok/app/manifests/v1", &anonymous, None);
+    assert_eq!(
+        (denied.status, denied.error_code().as_str()),
+        (401, "DENIED")
+    );
+
+    // Forged (another key), expired, foreign audience, unsigned: refused.
+    let claims = |exp: u64, aud: &str| {
+        json!({
+            "iss": "strata-registry", "sub": "alice", "aud": aud,
+            "exp": exp, "nbf": unix_now() - 10, "iat": unix_now() - 10, "jti": "x",
+            "access": [{"type": "repository", "name": "tok/app", "actions": ["pull", "push"]}],
+        })
+    };
+    let valid = hs256_token(key, &claims(unix_now() + 60, "strata-registry"));
+    let path = "/v2/tok/app/manifests/v1";
+    let call = |token: &str| {
+        let header = format!("Bearer {token}");
+        server.call("GET", path, &[("Authorization", &header)], None)
+    };
+    assert_eq!(
+        call(&valid).status,
+        200,
+        "a correctly signed token is accepted"
+    );
+    let forged = hs256_token(
+        b"not-the-registry-key",
+        &claims(unix_now() + 60, "strata-registry"),
+    );
+    let expired = hs256_token(key, &claims(unix_now() - 60, "strata-registry"));
+    let foreign = hs256_token(key, &claims(unix_now() + 60, "elsewhere"));
+    let payload = valid.split('.').nth(1).unwrap();
+    let unsigned = format!("eyJhbGciOiJub25lIn0.{payload}.");
+    for (what, token) in [
+        ("forged", forged.as_str()),
+        ("expired", &expired),
+        ("foreign", &foreign),
+        ("unsigned", &unsigned),
+    ] {
+        let refused = call(token);
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (401, "UNAUTHORIZED"),
+            "{what}"
+        );
+        assert!(
+            refused
+                .header("www-authenticate")
+                .contains("error=\"invalid_token\""),
+            "{what}"
+        );
+    }
+    server.stop();
+}
+
+/// A one-file rootfs tarball for `docker import` / `strata import`.
+fn tiny_rootfs(dir: &Path, content: &[u8]) -> PathBuf {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "etc/strata-token", content)
+        .unwrap();
+    let tarball = dir.join("rootfs.tar");
+    std::fs::write(&tarball, builder.into_inner().unwrap()).unwrap();
+    tarball
+}
+
+fn docker_login(config: &str, user: &str, password: &str, host: &str) -> std::process::Output {
+    Command::new("docker")
+        .args([
+            "--config",
+            config,
+            "login",
+            "-u",
+            user,
+            "--password-stdin",
+            host,
+        ])
+        .stdin(Stdio::piped())
+        .output_with_stdin(password.as_bytes())
+}
+
+#[test]
+fn registry_token_auth_docker_login_push_pull() {
+    if !have("docker", &["info"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let server = token_server(dir.path(), &root, b"docker-token-test-signing-key-00");
+    let host = server.host();
+    let config_dir = dir.path().join("docker-config");
+    let config = config_dir.to_str().unwrap();
+    let login = docker_login(config, "alice", "s3cret", &host);
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert!(
+        !docker_login(config, "alice", "wrong", &host)
+            .status
+            .success()
+    );
+
+    let tarball = tiny_rootfs(dir.path(), b"pushed through token auth\n");
+    let image = format!("{host}/tok/docker:v1");
+    run_tool("docker", &["import", tarball.to_str().unwrap(), &image]);
+    let image_id = run_tool("docker", &["image", "inspect", "-f", "{{.Id}}", &image]);
+    let push = run_tool("docker", &["--config", config, "push", &image]);
+    assert!(push.contains("digest: sha256:"), "{push}");
+    run_tool("docker", &["rmi", &image]);
+    run_tool("docker", &["--config", config, "pull", &image]);
+    let pulled = run_tool("docker", &["image", "inspect", "-f", "{{.Id}}", &image]);
+    assert_eq!(pulled, image_id);
+
+    // bob may log in and pull, but not push.
+    let bob_dir = dir.path().join("docker-config-bob");
+    let bob = bob_dir.to_str().unwrap();
+    assert!(docker_login(bob, "bob", "bobpw", &host).status.success());
+    let other = format!("{host}/tok/bob:v1");
+    run_tool("docker", &["tag", &image, &other]);
+    let refused = Command::new("docker")
+        .args(["--config", bob, "push", &other])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "bob's push must be refused");
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        stderr.contains("denied") || stderr.contains("unauthorized"),
+        "{stderr}"
+    );
+    // Without credentials docker cannot push either.
+    let anonymous_dir = dir.path().join("docker-config-anonymous");
+    let refused = Command::new("docker")
+        .args(["--config", anonymous_dir.to_str().unwrap(), "push", &other])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "an anonymous push must be refused"
+    );
+    run_tool("docker", &["rmi", &image, &other]);
+    assert!(
+        server.log_text().contains("/token"),
+        "docker asked the token server"
+    );
+    server.stop();
+}
+
+#[test]
+fn registry_token_auth_with_the_strata_client() {
+    let (dir, root) = temp_root();
+    let server = token_server(dir.path(), &root, b"client-token-test-signing-key-00");
+    let host = server.host();
+    let docker_config = dir.path().join("strata-docker-config");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let strata = |store: &str, args: &[&str], stdin: &[u8]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(dir.path().join(store))
+            .args(args)
+            .env("DOCKER_CONFIG", &docker_config)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .stdin(Stdio::piped())
+            .output_with_stdin(stdin);
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let tarball = tiny_rootfs(dir.path(), b"strata client through token auth\n");
+    let image = format!("{host}/tok/client:v1");
+    let (ok, out) = strata("local", &["import", tarball.to_str().unwrap(), &image], b"");
+    assert!(ok, "{out}");
+    // Anonymous: refused.
+    let (ok, out) = strata("local", &["push", &image], b"");
+    assert!(!ok, "an anonymous push must fail: {out}");
+    // bob: logged in, still refused.
+    let (ok, out) = strata(
+        "local",
+        &["login", "-u", "bob", "--password-stdin", &host],
+        b"bobpw\n",
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = strata("local", &["push", &image], b"");
+    assert!(!ok, "bob's push must fail: {out}");
+    // alice: push, then pull into another store.
+    let (ok, out) = strata(
+        "local",
+        &["login", "-u", "alice", "--password-stdin", &host],
+        b"s3cret\n",
+    );
+    assert!(ok && out.contains("Login Succeeded"), "{out}");
+    let (ok, out) = strata("local", &["push", &image], b"");
+    assert!(ok, "{out}");
+    let (ok, out) = strata("other", &["pull", &image], b"");
+    assert!(ok, "{out}");
+    let tags = server.call(
+        "GET",
+        "/v2/tok/client/tags/list",
+        &[(
+            "Authorization",
+            &server.bearer(Some(("bob", "bobpw")), &["repository:tok/client:pull"]),
+        )],
+        None,
+    );
+    assert_eq!(tags.json()["tags"], json!(["v1"]));
+    server.stop();
+}
+
+#[test]
+fn registry_large_blob_round_trip() {
+    let (_dir, root) = temp_root();
+    let server = Server::start(&root);
+    // Above the S3 backend's multipart threshold (16 MiB), pushed in two chunks.
+    let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = sha256(&data);
+    let start = server.call("POST", "/v2/large/blob/blobs/uploads/", &[], None);
+    let location = start.header("location");
+    let half = data.len() / 2;
+    let range = format!("0-{}", half - 1);
+    let patched = server.call(
+        "PATCH",
+        &location,
+        &[("Content-Range", &range)],
+        Some(&data[..half]),
+    );
+    assert_eq!(patched.status, 202, "{}", patched.text());
+    let done = server.call(
+        "PUT",
+        &format!("{}?digest={digest}", patched.header("location")),
+        &[],
+        Some(&data[half..]),
+    );
+    assert_eq!(done.status, 201, "{}", done.text());
+    assert_eq!(blob_files(&root), [digest.strip_prefix("sha256:").unwrap()]);
+    let whole = server.get(&format!("/v2/large/blob/blobs/{digest}"));
+    assert_eq!(whole.body.len(), data.len());
+    assert!(whole.body == data);
+    let tail = server.call(
+        "GET",
+        &format!("/v2/large/blob/blobs/{digest}"),
+        &[("Range", "bytes=20000000-")],
+        None,
+    );
+    assert_eq!(tail.status, 206);
+    assert!(tail.body == data[20_000_000..]);
+    server.stop();
+}
+
+/// oras (the Python SDK, `pip install oras`) pushes an artifact whose subject is an image of
+/// ours; the referrers API lists it and oras pulls it back.
+const ORAS_SCRIPT: &str = r#"
+import sys, oras.client, oras.oci
+host, digest, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = oras.client.OrasClient(hostname=host, insecure=True)
+subject = oras.oci.Subject(
+    mediaType="application/vnd.oci.image.manifest.v1+json", digest=digest, size=size
+)
+target = f"{host}/oras/app:signature"
+client.push(
+    target=target,
+    files=["sig.txt:application/vnd.strata.test.signature"],
+    manifest_config="config.json:application/vnd.strata.test.sig",
+    subject=subject,
+    quiet=True,
+)
+for path in client.pull(target=target, outdir="pulled"):
+    print(path)
+"#;
+
+#[test]
+fn registry_interop_oras_push_with_subject_and_referrers() {
+    if !have("python3", &["-c", "import oras.client"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = b"subject layer";
+    let config_digest = server.push_blob("oras/app", config);
+    let layer_digest = server.push_blob("oras/app", layer);
+    let manifest = image_manifest(
+        &config_digest,
+        config.len(),
+        &[(&layer_digest, layer.len())],
+        json!({}),
+    );
+    let subject = sha256(&manifest);
+    let put = server.push_manifest("oras/app", "v1", OCI_MANIFEST, &manifest);
+    assert_eq!(put.status, 201, "{}", put.text());
+
+    let work = dir.path().join("oras");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("sig.txt"), b"signed by strata\n").unwrap();
+    std::fs::write(work.join("config.json"), b"{}").unwrap();
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            ORAS_SCRIPT,
+            &server.host(),
+            &subject,
+            &manifest.len().to_string(),
+        ])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "oras: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(work.join("pulled/sig.txt")).unwrap(),
+        b"signed by strata\n"
+    );
+
+    let signature = server.get("/v2/oras/app/manifests/signature");
+    assert_eq!(signature.status, 200);
+    let signature_digest = signature.header("docker-content-digest");
+    assert_eq!(signature.json()["subject"]["digest"], subject);
+    let referrers = server.get(&format!("/v2/oras/app/referrers/{subject}"));
+    assert_eq!(referrers.status, 200);
+    let index = referrers.json();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    assert_eq!(index["manifests"][0]["digest"], signature_digest);
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/vnd.strata.test.sig"
+    );
+    let filtered = server.get(&format!(
+        "/v2/oras/app/referrers/{subject}?artifactType=application/vnd.strata.test.sig"
+    ));
+    assert_eq!(filtered.header("oci-filters-applied"), "artifactType");
+    assert_eq!(filtered.json()["manifests"].as_array().unwrap().len(), 1);
+    let other = server.get(&format!(
+        "/v2/oras/app/referrers/{subject}?artifactType=application/other"
+    ));
+    assert_eq!(other.json()["manifests"], json!([]));
+    server.stop();
+}
+
+#[test]
+fn registry_pull_through_cache_from_a_token_authenticated_upstream() {
+    let (dir, upstream_root) = temp_root();
+    let upstream = token_server(
+        dir.path(),
+        &upstream_root,
+        b"upstream-token-signing-key-00000",
+    );
+    let alice = upstream.bearer(
+        Some(("alice", "s3cret")),
+        &["repository:library/app:pull,push"],
+    );
+    let auth = [("Authorization", alice.as_str())];
+    let layer = b"layer served through a token-authenticated upstream".to_vec();
+    let mut digests = Vec::new();
+    for blob in [&b"{}"[..], &layer] {
+        let digest = sha256(blob);
+        let path = format!("/v2/library/app/blobs/uploads/?digest={digest}");
+        assert_eq!(upstream.call("POST", &path, &auth, Some(blob)).status, 201);
+        digests.push(digest);
+    }
+    let manifest = image_manifest(&digests[0], 2, &[(&digests[1], layer.len())], json!({}));
+    let put = upstream.call(
+        "PUT",
+        "/v2/library/app/manifests/v1",
+        &[auth[0], ("Content-Type", OCI_MANIFEST)],
+        Some(&manifest),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+
+    // bob (pull only) is the mirror's upstream account.
+    let cache_root = dir.path().join("cache");
+    let cache_port = free_port();
+    let cache_addr = format!("127.0.0.1:{cache_port}");
+    let cache = Server::launch_env(
+        &cache_root,
+        cache_port,
+        &[
+            "--addr",
+            &cache_addr,
+            "--root",
+            cache_root.to_str().unwrap(),
+            "--proxy-remote",
+            &upstream.url(""),
+            "--proxy-username",
+            "bob",
+        ],
+        &[("STRATA_PROXY_PASSWORD", "bobpw")],
+    );
+    let got = cache.get("/v2/library/app/manifests/v1");
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.body, manifest);
+    let blob = cache.get(&format!("/v2/library/app/blobs/{}", digests[1]));
+    assert_eq!(blob.status, 200);
+    assert_eq!(blob.body, layer);
+    assert!(upstream.log_text().contains("/token"));
+    upstream.stop();
+    assert_eq!(cache.get("/v2/library/app/manifests/v1").body, manifest);
+    cache.stop();
+}
+
+// S3: the same endpoint tests against a moto_server (one per test process, on loopback), each
+// test in a bucket of its own. Skipped when moto_server is missing unless STRATA_REQUIRE_PEERS=1.
+
+struct S3Bucket {
+    port: u16,
+    bucket: String,
+}
+
+thread_local! {
+    static S3_BUCKET: std::cell::RefCell<Option<S3Bucket>> = const { std::cell::RefCell::new(None) };
+}
+
+const S3_PREFIX: &str = "strata/registry";
+
+/// The port of this process's moto_server, started on first use; it exits with the process.
+fn moto_port() -> Option<u16> {
+    static MOTO: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    *MOTO.get_or_init(|| {
+        let found = Command::new("sh")
+            .args(["-c", "command -v moto_server"])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !found {
+            assert!(
+                !peers_required(),
+                "moto_server is required (STRATA_REQUIRE_PEERS=1)"
+            );
+            eprintln!("skipping: moto_server not available (pip install 'moto[server]')");
+            return None;
+        }
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("strata-moto-{port}.log"));
+        // A detached watcher stops moto once this test process is gone.
+        let script = format!(
+            "(moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & m=$!; \
+             while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m) \
+             </dev/null >/dev/null 2>&1 &",
+            log = log.display(),
+            parent = std::process::id()
+        );
+        let started = Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(started.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("http://127.0.0.1:{port}/"))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(port)
+    })
+}
+
+/// Runs `test` with the thread's registries in a fresh S3 bucket.
+fn with_s3(test: fn()) {
+    static BUCKETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Some(port) = moto_port() else {
+        return;
+    };
+    let number = BUCKETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let bucket = format!("strata-{}-{number}", std::process::id());
+    let created = ureq::put(&format!("http://127.0.0.1:{port}/{bucket}")).call();
+    assert!(created.is_ok(), "creating bucket {bucket}: {created:?}");
+    S3_BUCKET.with(|cell| *cell.borrow_mut() = Some(S3Bucket { port, bucket }));
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            S3_BUCKET.with(|cell| cell.borrow_mut().take());
+        }
+    }
+    let _reset = Reset;
+    test();
+}
+
+/// The `storage` configuration of the thread's bucket, if any.
+fn s3_storage_config() -> Option<Value> {
+    S3_BUCKET.with(|cell| {
+        cell.borrow().as_ref().map(|s3| {
+            json!({"s3": {
+                "bucket": s3.bucket,
+                "endpoint": format!("http://127.0.0.1:{}", s3.port),
+                "region": "us-east-1",
+                "access_key": "testing",
+                "secret_key": "testing",
+                "prefix": S3_PREFIX,
+            }})
+        })
+    })
+}
+
+/// The sha256 blob names in the thread's bucket (ListObjectsV2), if any.
+fn s3_blob_names() -> Option<Vec<String>> {
+    S3_BUCKET.with(|cell| {
+        cell.borrow().as_ref().map(|s3| {
+            let prefix = format!("{S3_PREFIX}/blobs/sha256/");
+            let mut names = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut request = ureq::get(&format!("http://127.0.0.1:{}/{}", s3.port, s3.bucket))
+                    .query("list-type", "2")
+                    .query("prefix", &prefix);
+                if let Some(token) = &token {
+                    request = request.query("continuation-token", token);
+                }
+                let xml = request.call().unwrap().into_string().unwrap();
+                for piece in xml.split("<Key>").skip(1) {
+                    let key = piece.split("</Key>").next().unwrap();
+                    names.push(key.strip_prefix(&prefix).unwrap().to_owned());
+                }
+                token = xml
+                    .split("<NextContinuationToken>")
+                    .nth(1)
+                    .map(|rest| rest.split('<').next().unwrap().to_owned());
+                if token.is_none() {
+                    break;
+                }
+            }
+            names.sort();
+            names
+        })
+    })
+}
+
+macro_rules! on_s3 {
+    ($($test:ident => $s3:ident),* $(,)?) => {$(
+        #[test]
+        fn $s3() {
+            with_s3($test);
+        }
+    )*};
+}
+
+on_s3! {
+    registry_ping_health_and_metrics => registry_s3_ping_health_and_metrics,
+    registry_large_blob_round_trip => registry_s3_large_blob_round_trip,
+    registry_online_gc_sweeps_while_serving_and_spares_recent_blobs
+        => registry_s3_online_gc_sweeps_while_serving_and_spares_recent_blobs,
+    registry_blob_uploads_monolithic_chunked_and_ranged_reads
+        => registry_s3_blob_uploads_monolithic_chunked_and_ranged_reads,
+    registry_out_of_order_chunk_is_416 => registry_s3_out_of_order_chunk_is_416,
+    registry_upload_cut_mid_chunk_keeps_what_arrived_and_resumes
+        => registry_s3_upload_cut_mid_chunk_keeps_what_arrived_and_resumes,
+    registry_digest_mismatch_stores_nothing => registry_s3_digest_mismatch_stores_nothing,
+    registry_cross_repository_mount => registry_s3_cross_repository_mount,
+    registry_manifests_put_get_delete_and_validation
+        => registry_s3_manifests_put_get_delete_and_validation,
+    registry_tags_and_catalog_paginate_with_link => registry_s3_tags_and_catalog_paginate_with_link,
+    registry_referrers_list_subjects_and_filter_by_artifact_type
+        => registry_s3_referrers_list_subjects_and_filter_by_artifact_type,
+    registry_refuses_invalid_names => registry_s3_refuses_invalid_names,
+    registry_restart_keeps_data_and_resumes_uploads
+        => registry_s3_restart_keeps_data_and_resumes_uploads,
+    registry_concurrent_identical_pushes_leave_one_copy
+        => registry_s3_concurrent_identical_pushes_leave_one_copy,
+    registry_interop_skopeo_copy_round_trip => registry_s3_interop_skopeo_copy_round_trip,
+    registry_interop_docker_push_pull => registry_s3_interop_docker_push_pull,
+    registry_interop_oras_push_with_subject_and_referrers
+        => registry_s3_interop_oras_push_with_subject_and_referrers,
+    registry_token_auth_grants_scopes_and_refuses_forgeries
+        => registry_s3_token_auth_grants_scopes_and_refuses_forgeries,
+    registry_token_auth_docker_login_push_pull => registry_s3_token_auth_docker_login_push_pull,
+    registry_token_auth_with_the_strata_client => registry_s3_token_auth_with_the_strata_client,
 }

@@ -3,14 +3,16 @@
 //! temporary one, so every path reuses the same verified ingest and record code.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use strata_image::document::{Document, MAX_MANIFEST_BYTES, StoredImage, parse_document};
-use strata_oci::{Digest, Platform, Reference, media_types};
+use strata_oci::{Digest, Platform, Reference};
 use strata_store::{BlobRef, Store, layout::REF_NAME};
 
+use crate::config::with_pull_sources;
 use crate::http::{ClientOptions, Registry};
+use crate::layout::layout_blob_path;
 use crate::location::Location;
 use crate::pull::{choose_manifest, pull};
 use crate::push::{plan, push};
@@ -46,6 +48,15 @@ pub async fn copy(
     options: &ClientOptions,
     platform: &Platform,
 ) -> Result<Copied> {
+    if let (Location::Registry(reference), Location::OciDir { dir, tag }) = (source, destination) {
+        let direct = with_pull_sources(reference.domain(), options, |registry| async move {
+            crate::layout::registry_to_layout(&registry, reference, dir, tag.as_deref()).await
+        })
+        .await?;
+        if let Some(digest) = direct {
+            return Ok(Copied { digest });
+        }
+    }
     let uses_local =
         matches!(source, Location::Store(_)) || matches!(destination, Location::Store(_));
     let temporary = if uses_local {
@@ -117,11 +128,12 @@ async fn import(
 ) -> Result<Digest> {
     match source {
         Location::Registry(reference) => {
-            let registry = Registry::connect(reference.domain(), options.clone()).await?;
-            Ok(pull(&registry, store, reference, platform, names, None)
-                .await?
-                .recorded
-                .key)
+            let pulled = with_pull_sources(reference.domain(), options, |registry| {
+                let names = names.clone();
+                async move { pull(&registry, store, reference, platform, names, None).await }
+            })
+            .await?;
+            Ok(pulled.recorded.key)
         }
         Location::Store(name) => {
             let catalog = store.catalog()?;
@@ -193,7 +205,12 @@ async fn export(
 ) -> Result<Digest> {
     match destination {
         Location::Registry(reference) => {
-            let registry = Registry::connect(reference.domain(), options.clone()).await?;
+            // A copy is byte for byte: the destination gets the source's digests.
+            let options = ClientOptions {
+                compress_layers: false,
+                ..options.clone()
+            };
+            let registry = Registry::connect(reference.domain(), options).await?;
             Ok(push(&registry, store, &key.to_string(), reference)
                 .await?
                 .digest)
@@ -271,12 +288,6 @@ fn transfer(from: &Store, key: &Digest, to: &Store) -> Result<()> {
         },
     )?;
     Ok(())
-}
-
-fn layout_blob_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs")
-        .join(digest.algorithm().to_string())
-        .join(digest.hex())
 }
 
 /// Imports one image of an OCI image layout directory: the entry whose
@@ -418,47 +429,8 @@ fn write_oci_dir(
             .map_err(|e| io(&path, e))?;
         temp.persist(&path).map_err(|e| io(&path, e.error))?;
     }
-    let layout_path = dir.join("oci-layout");
-    if !layout_path.exists() {
-        std::fs::write(&layout_path, br#"{"imageLayoutVersion":"1.0.0"}"#)
-            .map_err(|e| io(&layout_path, e))?;
-    }
-    let index_path = dir.join("index.json");
-    let mut manifests_json: Vec<Value> = match std::fs::read(&index_path) {
-        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    let mut descriptor = json!({
-        "mediaType": top.media_type,
-        "digest": top.digest.to_string(),
-        "size": top.size,
-    });
-    if let Some(tag) = tag {
-        manifests_json.retain(|m| {
-            m.pointer("/annotations")
-                .and_then(|a| a.get(REF_NAME))
-                .and_then(Value::as_str)
-                != Some(tag)
-        });
-        descriptor["annotations"] = json!({ REF_NAME: tag });
-    } else {
-        manifests_json
-            .retain(|m| m.get("digest").and_then(Value::as_str) != Some(&top.digest.to_string()));
-    }
-    manifests_json.push(descriptor);
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_INDEX,
-        "manifests": manifests_json,
-    });
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
-    std::fs::write(temp.path(), serde_json::to_vec(&index).unwrap_or_default())
-        .map_err(|e| io(&index_path, e))?;
-    temp.persist(&index_path)
-        .map_err(|e| io(&index_path, e.error))?;
+    crate::layout::ensure_layout(dir)?;
+    crate::layout::write_index_entry(dir, &top, tag)?;
     Ok(top.digest)
 }
 

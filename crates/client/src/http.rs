@@ -43,6 +43,11 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Credentials to use instead of the stored ones (`login`).
     pub credentials: Option<Credentials>,
+    /// Push uncompressed layers gzip-compressed (as Docker and skopeo do); the pushed manifest
+    /// then differs from the stored one. False: push byte for byte.
+    pub compress_layers: bool,
+    /// Told about blob transfers (progress bars).
+    pub progress: Option<Progress>,
 }
 
 impl Default for ClientOptions {
@@ -53,6 +58,8 @@ impl Default for ClientOptions {
             attempts: 6,
             backoff: Duration::from_millis(500),
             credentials: None,
+            compress_layers: true,
+            progress: None,
         }
     }
 }
@@ -86,6 +93,22 @@ pub fn is_loopback(domain: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The HTTP client for a registry; `plain_http_only`: without a TLS trust store.
+fn http_client(domain: &str, insecure: bool, plain_http_only: bool) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+        .danger_accept_invalid_certs(insecure)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120));
+    if plain_http_only && !insecure {
+        builder = builder.tls_certs_only(std::iter::empty());
+    }
+    builder.build().map_err(|e| ClientError::Connection {
+        registry: domain.into(),
+        message: e.to_string(),
+    })
 }
 
 /// The host to contact for a reference's domain.
@@ -128,16 +151,11 @@ impl Registry {
             Some(c) => Some(c.clone()),
             None => credentials::lookup(domain)?,
         };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(options.insecure)
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| ClientError::Connection {
-                registry: domain.into(),
-                message: e.to_string(),
-            })?;
+        let mut options = options;
+        options.insecure |= crate::config::RegistriesConfig::load()?.insecure(domain);
+        // A loopback registry is spoken to over plain HTTP: its client loads no trust store
+        // (reading the platform's ~100 ms of certificates); HTTPS token realms get a full one.
+        let http = http_client(domain, options.insecure, is_loopback(domain))?;
         let host = api_host(domain);
         // Like Docker, loopback registries speak plain HTTP; --tls-verify=false tries HTTPS
         // first and falls back to HTTP.
@@ -384,7 +402,14 @@ impl Registry {
         for s in wanted.split(' ').filter(|s| !s.is_empty()) {
             query.push(("scope", s));
         }
-        let mut request = self.inner.http.get(realm).query(&query);
+        let full_tls;
+        let http = if is_loopback(&self.inner.domain) && realm.starts_with("https://") {
+            full_tls = http_client(&self.inner.domain, self.inner.options.insecure, false)?;
+            &full_tls
+        } else {
+            &self.inner.http
+        };
+        let mut request = http.get(realm).query(&query);
         if let Some(c) = &self.inner.credentials {
             request = request.basic_auth(&c.username, Some(&c.password));
         }
@@ -643,9 +668,46 @@ impl Registry {
         blob: &BlobRef,
         store: &Store,
     ) -> Result<Ingested> {
+        let writer = self
+            .download(repository, blob, || {
+                Ok(store.blob_writer(blob.digest.algorithm())?)
+            })
+            .await?;
+        let expected = blob.digest.clone();
+        let registry = self.inner.domain.clone();
+        // Commit fsyncs: keep it off the async workers.
+        tokio::task::spawn_blocking(move || writer.commit(Some(&expected)))
+            .await
+            .map_err(|e| ClientError::Invalid(format!("blob commit task failed: {e}")))?
+            .map_err(|e| match e {
+                strata_store::StoreError::DigestMismatch { expected, actual } => {
+                    ClientError::DigestMismatch {
+                        registry,
+                        what: "blob",
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                    }
+                }
+                other => other.into(),
+            })
+    }
+
+    /// Streams a blob into a sink made by `new_sink` (made again when the registry restarts a
+    /// resumed transfer from the start); returns the sink holding exactly `blob.size` bytes,
+    /// for the caller to verify and commit.
+    pub(crate) async fn download<S: BlobSink>(
+        &self,
+        repository: &str,
+        blob: &BlobRef,
+        new_sink: impl Fn() -> Result<S>,
+    ) -> Result<S> {
         let path = format!("/v2/{repository}/blobs/{}", blob.digest);
         let scope = repository_scope(repository, "pull");
-        let mut writer = store.blob_writer(blob.digest.algorithm())?;
+        let progress = self.inner.options.progress.clone();
+        if let Some(p) = &progress {
+            p.0.started(&blob.digest, blob.size);
+        }
+        let mut writer = new_sink()?;
         let mut failures = 0;
         loop {
             let offset = writer.bytes_written();
@@ -670,7 +732,10 @@ impl Registry {
                 s if s.is_success() => {
                     if offset > 0 {
                         // The registry ignored the range: start over.
-                        writer = store.blob_writer(blob.digest.algorithm())?;
+                        writer = new_sink()?;
+                        if let Some(p) = &progress {
+                            p.0.restarted(&blob.digest);
+                        }
                     }
                 }
                 _ => {
@@ -680,7 +745,10 @@ impl Registry {
                         .await);
                 }
             }
-            match self.stream_into(response, &mut writer, blob).await {
+            match self
+                .stream_into(response, &mut writer, blob, progress.as_ref())
+                .await
+            {
                 Ok(()) => break,
                 Err(StreamError::Fatal(e)) => return Err(e),
                 Err(StreamError::Interrupted(message)) => {
@@ -706,30 +774,18 @@ impl Registry {
                 blob.size
             )));
         }
-        let expected = blob.digest.clone();
-        let registry = self.inner.domain.clone();
-        // Commit fsyncs: keep it off the async workers.
-        tokio::task::spawn_blocking(move || writer.commit(Some(&expected)))
-            .await
-            .map_err(|e| ClientError::Invalid(format!("blob commit task failed: {e}")))?
-            .map_err(|e| match e {
-                strata_store::StoreError::DigestMismatch { expected, actual } => {
-                    ClientError::DigestMismatch {
-                        registry,
-                        what: "blob",
-                        expected: expected.to_string(),
-                        actual: actual.to_string(),
-                    }
-                }
-                other => other.into(),
-            })
+        if let Some(p) = &progress {
+            p.0.finished(&blob.digest);
+        }
+        Ok(writer)
     }
 
-    async fn stream_into(
+    async fn stream_into<S: BlobSink>(
         &self,
         mut response: Response,
-        writer: &mut strata_store::BlobWriter,
+        writer: &mut S,
         blob: &BlobRef,
+        progress: Option<&Progress>,
     ) -> std::result::Result<(), StreamError> {
         loop {
             match response.chunk().await {
@@ -747,6 +803,9 @@ impl Registry {
                             e,
                         ))
                     })?;
+                    if let Some(p) = progress {
+                        p.0.advanced(&blob.digest, chunk.len() as u64);
+                    }
                 }
                 Ok(None) => {
                     if writer.bytes_written() < blob.size {
@@ -763,14 +822,31 @@ impl Registry {
         }
     }
 
-    /// Uploads a stored blob unless the repository has it. With `mount_from` (another
-    /// repository of this registry known to hold it), asks for a cross-repository mount first.
-    /// Says what was done.
+    /// Uploads a blob (the bytes of `blob_path`) unless the repository has it. With
+    /// `mount_from` (another repository of this registry known to hold it), asks for a
+    /// cross-repository mount first. Says what was done.
     pub async fn push_blob(
         &self,
         repository: &str,
         blob: &BlobRef,
-        store: &Store,
+        blob_path: &Path,
+        mount_from: Option<&str>,
+    ) -> Result<BlobPush> {
+        let progress = self.inner.options.progress.clone();
+        let result = self
+            .push_blob_inner(repository, blob, blob_path, mount_from)
+            .await;
+        if let Some(p) = progress {
+            p.0.finished(&blob.digest);
+        }
+        result
+    }
+
+    async fn push_blob_inner(
+        &self,
+        repository: &str,
+        blob: &BlobRef,
+        blob_path: &Path,
         mount_from: Option<&str>,
     ) -> Result<BlobPush> {
         if self.has_blob(repository, &blob.digest, "pull,push").await? {
@@ -808,15 +884,14 @@ impl Registry {
             .get("oci-chunk-min-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let blob_path = store.blob_path(&blob.digest);
         match chunk_min {
             Some(min) => {
-                self.upload_chunked(&location, blob, &blob_path, min.max(UPLOAD_CHUNK), &scope)
+                self.upload_chunked(&location, blob, blob_path, min.max(UPLOAD_CHUNK), &scope)
                     .await?
             }
             None => {
                 let put = self
-                    .put_monolithic(&location, blob, &blob_path, &scope)
+                    .put_monolithic(&location, blob, blob_path, &scope)
                     .await?;
                 if put.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     // The registry wants chunks: start a fresh session for them.
@@ -835,7 +910,7 @@ impl Registry {
                             .await);
                     }
                     let location = self.location(&response, &path)?;
-                    self.upload_chunked(&location, blob, &blob_path, UPLOAD_CHUNK, &scope)
+                    self.upload_chunked(&location, blob, blob_path, UPLOAD_CHUNK, &scope)
                         .await?;
                 } else if !put.status().is_success() {
                     return Err(self
@@ -868,9 +943,11 @@ impl Registry {
         file: &Path,
         scope: &str,
     ) -> Result<Response> {
+        use futures_util::StreamExt;
         let url = with_digest(location, &blob.digest);
         let size = blob.size.to_string();
         let open_error = std::sync::Mutex::new(None);
+        let progress = self.inner.options.progress.clone();
         let response = self
             .send(
                 Method::PUT,
@@ -881,10 +958,20 @@ impl Registry {
                     let body = match std::fs::File::open(file) {
                         // 1 MiB reads: the default 4 KiB costs a blocking-pool hop per read.
                         Ok(f) => {
-                            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                            let (progress, digest) = (progress.clone(), blob.digest.clone());
+                            if let Some(p) = &progress {
+                                p.0.started(&digest, blob.size);
+                            }
+                            let stream = tokio_util::io::ReaderStream::with_capacity(
                                 tokio::fs::File::from_std(f),
                                 UPLOAD_READ_BUFFER,
-                            ))
+                            )
+                            .inspect(move |chunk| {
+                                if let (Some(p), Ok(chunk)) = (&progress, chunk) {
+                                    p.0.advanced(&digest, chunk.len() as u64);
+                                }
+                            });
+                            reqwest::Body::wrap_stream(stream)
                         }
                         Err(e) => {
                             *open_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -1016,6 +1103,39 @@ impl Registry {
             });
         }
         Ok(bytes)
+    }
+}
+
+/// Where a download streams: digested and counted as written.
+pub(crate) trait BlobSink: Write + Send {
+    fn bytes_written(&self) -> u64;
+}
+
+impl BlobSink for strata_store::BlobWriter {
+    fn bytes_written(&self) -> u64 {
+        strata_store::BlobWriter::bytes_written(self)
+    }
+}
+
+/// Told about blob transfers as bytes move (for progress bars).
+pub trait TransferObserver: Send + Sync {
+    /// A transfer of `total` bytes begins.
+    fn started(&self, digest: &Digest, total: u64);
+    /// `bytes` more were transferred.
+    fn advanced(&self, digest: &Digest, bytes: u64);
+    /// The transfer starts over from byte 0.
+    fn restarted(&self, _digest: &Digest) {}
+    /// The transfer is over (done, or not needed after all).
+    fn finished(&self, _digest: &Digest) {}
+}
+
+/// A shared [`TransferObserver`] in [`ClientOptions`].
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn TransferObserver>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
     }
 }
 

@@ -7,10 +7,12 @@
 //! content is stored and verified.
 
 pub mod auth;
+pub mod config;
 pub mod copy;
 pub mod credentials;
 mod error;
 pub mod http;
+mod layout;
 pub mod location;
 pub mod pull;
 pub mod push;
@@ -18,7 +20,7 @@ pub mod record;
 
 pub use copy::{Copied, copy};
 pub use error::{ClientError, Result};
-pub use http::{BlobPush, ClientOptions, FetchedManifest, Registry};
+pub use http::{BlobPush, ClientOptions, FetchedManifest, Progress, Registry, TransferObserver};
 pub use location::Location;
 pub use pull::{LayerObserver, LayerStatus, Pulled, pull};
 pub use push::{Pushed, push};

@@ -67,12 +67,13 @@ impl Htpasswd {
     /// Whether an `Authorization` header value carries valid Basic credentials. Blocking
     /// (bcrypt) on first sight of a credential: call off the async workers.
     pub fn check(&self, authorization: Option<&str>) -> bool {
-        let Some((user, password)) = authorization.and_then(basic_credentials) else {
-            return false;
-        };
-        let Some(hash) = self.users.get(&user) else {
-            return false;
-        };
+        self.check_user(authorization).is_some()
+    }
+
+    /// Like [`Htpasswd::check`], returning the user name of valid credentials.
+    pub fn check_user(&self, authorization: Option<&str>) -> Option<String> {
+        let (user, password) = authorization.and_then(basic_credentials)?;
+        let hash = self.users.get(&user)?;
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0])
@@ -88,16 +89,16 @@ impl Htpasswd {
                 .contains(&key)
         };
         if verified(self) {
-            return true;
+            return Some(user);
         }
         if !bcrypt::verify(&password, hash).unwrap_or(false) {
-            return false;
+            return None;
         }
         self.verified
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .insert(key);
-        true
+        Some(user)
     }
 }
 

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     SizeInvalid,
     Unsupported,
     Unauthorized,
+    Denied,
     Internal,
 }
 
@@ -39,6 +40,7 @@ impl ErrorCode {
             ErrorCode::SizeInvalid => "SIZE_INVALID",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Denied => "DENIED",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -52,6 +54,7 @@ impl ErrorCode {
             | ErrorCode::NameUnknown => StatusCode::NOT_FOUND,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Denied => StatusCode::FORBIDDEN,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -1,8 +1,9 @@
 //! strata-registry: an OCI Distribution Spec v1.1 registry server.
 //!
 //! [`router`] builds the HTTP application over any [`Storage`]; [`serve`] runs it on a
-//! listener until a shutdown signal. The filesystem backend is [`FsStorage`]; its on-disk
-//! format is docs/registry-storage.md.
+//! listener until a shutdown signal. The backends are [`FsStorage`] and
+//! [`storage::S3Storage`] (layouts: docs/registry-storage.md); authentication is HTTP Basic
+//! ([`auth`]) or Docker token authentication with a built-in token server ([`token`]).
 
 pub mod auth;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod names;
 pub mod proxy;
 pub mod storage;
 pub mod tls;
+pub mod token;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -81,6 +83,9 @@ pub struct ServerOptions {
     pub htpasswd: Option<auth::Htpasswd>,
     /// Collect garbage while serving (see [`gc`]).
     pub online_gc: Option<OnlineGc>,
+    /// Docker token authentication with the built-in token server at `/token` (replaces
+    /// `htpasswd`, whose users move into the token configuration).
+    pub token: Option<token::TokenConfig>,
 }
 
 /// Periodic online garbage collection.
@@ -135,6 +140,195 @@ async fn authenticate(
         .into_response()
 }
 
+/// The token verifier's configuration and memory.
+struct TokenState {
+    config: token::TokenConfig,
+    verified: token::VerifiedTokens,
+}
+
+/// Answers 401 with a Bearer challenge unless the request carries a valid token granting the
+/// action its route needs (GET/HEAD pull, POST/PUT/PATCH push, DELETE delete, the catalog
+/// `registry:catalog:*`).
+async fn authorize_token(
+    State(state): State<Arc<TokenState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    use error::{ApiError, ErrorCode};
+    let Some(route) = names::parse_route(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let config = &state.config;
+    let required = token::required_access(&route, request.method());
+    // Ask for pull with push, as Distribution does: a pusher checks what exists first.
+    let scope = required.as_ref().map(|access| {
+        let mut access = access.clone();
+        if access.actions == ["push"] {
+            access.actions = vec!["pull".to_owned(), "push".to_owned()];
+        }
+        token::scope_string(&access)
+    });
+    let refuse = |code: ErrorCode, message: String, error: Option<&str>| {
+        let challenge = HeaderValue::from_str(&config.challenge(scope.as_deref(), error))
+            .unwrap_or(HeaderValue::from_static("Bearer"));
+        let mut refusal = ApiError::new(code, message)
+            .with_status(axum::http::StatusCode::UNAUTHORIZED)
+            .with_header(header::WWW_AUTHENTICATE, challenge);
+        if let Some(access) = &required {
+            refusal = refusal.with_detail(serde_json::json!([{
+                "Type": access.kind, "Name": access.name, "Action": access.actions.join(","),
+            }]));
+        }
+        refusal.into_response()
+    };
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    let Some(bearer) = bearer else {
+        return refuse(
+            ErrorCode::Unauthorized,
+            "authentication required".to_owned(),
+            None,
+        );
+    };
+    let verified = match state.verified.verify(config, &bearer) {
+        Ok(verified) => verified,
+        Err(error) => {
+            return refuse(
+                ErrorCode::Unauthorized,
+                error.to_string(),
+                Some("invalid_token"),
+            );
+        }
+    };
+    if let Some(access) = &required
+        && !verified.allows(&access.kind, &access.name, &access.actions[0])
+    {
+        return refuse(
+            ErrorCode::Denied,
+            "requested access to the resource is denied".to_owned(),
+            Some("insufficient_scope"),
+        );
+    }
+    // A cross-repository mount also reads the source: without pull on it, drop the mount and
+    // let the request start a plain upload (as the spec allows).
+    if let names::Route::UploadStart { .. } = route
+        && let Some(query) = request.uri().query()
+    {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        let readable = pairs
+            .iter()
+            .filter(|(key, _)| key == "from")
+            .all(|(_, from)| verified.allows("repository", from, "pull"));
+        if !readable {
+            // Re-encoded from the decoded pairs, so no spelling of `from` or `mount` survives.
+            let kept = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    pairs
+                        .iter()
+                        .filter(|(key, _)| key != "from" && key != "mount"),
+                )
+                .finish();
+            let path = request.uri().path().to_owned();
+            let uri = if kept.is_empty() {
+                path
+            } else {
+                format!("{path}?{kept}")
+            };
+            match uri.parse() {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(_) => {
+                    return refuse(
+                        ErrorCode::Denied,
+                        "requested access to the resource is denied".to_owned(),
+                        Some("insufficient_scope"),
+                    );
+                }
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// `GET /token?service=&scope=...`: the built-in token server.
+async fn token_endpoint(State(state): State<Arc<TokenState>>, request: Request) -> Response {
+    let config = &state.config;
+    use error::{ApiError, ErrorCode};
+    let query = request.uri().query().unwrap_or_default();
+    let mut scopes = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "service" if value != config.service => {
+                return ApiError::new(ErrorCode::Denied, format!("unknown service {value:?}"))
+                    .with_status(axum::http::StatusCode::BAD_REQUEST)
+                    .into_response();
+            }
+            // Several scopes come as repeated parameters or space-separated.
+            "scope" => scopes.extend(value.split(' ').filter_map(token::parse_scope)),
+            _ => {}
+        }
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let account = match authorization {
+        None => token::ANONYMOUS.to_owned(),
+        Some(authorization) => {
+            let checker = state.clone();
+            let account = tokio::task::spawn_blocking(move || {
+                let users = checker.config.users.as_ref()?;
+                users.check_user(Some(&authorization))
+            })
+            .await
+            .ok()
+            .flatten();
+            match account {
+                Some(account) => account,
+                None => {
+                    let challenge =
+                        HeaderValue::from_str(&format!("Basic realm=\"{}\"", auth::REALM))
+                            .unwrap_or(HeaderValue::from_static("Basic"));
+                    return ApiError::new(ErrorCode::Unauthorized, "invalid credentials")
+                        .with_header(header::WWW_AUTHENTICATE, challenge)
+                        .into_response();
+                }
+            }
+        }
+    };
+    let access: Vec<token::Access> = scopes
+        .into_iter()
+        .filter_map(|requested| {
+            let actions = config.granted(&account, &requested);
+            (!actions.is_empty()).then_some(token::Access {
+                actions,
+                ..requested
+            })
+        })
+        .collect();
+    let (token, expires_in) = config.issue(&account, access);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": expires_in,
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
 /// The registry application: `/v2/...`, `/metrics` and `/healthz`.
 pub fn router<S: Storage>(storage: S, options: ServerOptions) -> Router {
     app(new_state(storage), options)
@@ -161,7 +355,18 @@ fn app<S: Storage>(state: Arc<AppState<S>>, options: ServerOptions) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(handlers::dispatch::<S>)
         .with_state(state.clone());
-    if let Some(htpasswd) = options.htpasswd {
+    if let Some(config) = options.token {
+        let config = Arc::new(TokenState {
+            config,
+            verified: token::VerifiedTokens::default(),
+        });
+        router = router
+            .layer(middleware::from_fn_with_state(
+                config.clone(),
+                authorize_token,
+            ))
+            .route("/token", get(token_endpoint).with_state(config));
+    } else if let Some(htpasswd) = options.htpasswd {
         router = router.layer(middleware::from_fn_with_state(
             Arc::new(htpasswd),
             authenticate,

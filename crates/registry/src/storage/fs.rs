@@ -293,6 +293,50 @@ impl FsStorage {
         Ok(offset)
     }
 
+    /// Appends the optional last chunk and verifies the whole upload against `expected`.
+    /// Returns the upload directory (its `data` is the verified content) and the size; the
+    /// caller makes the data a blob and removes the directory. On mismatch the upload is
+    /// deleted.
+    pub(crate) async fn upload_verify(
+        &self,
+        repository: &str,
+        id: &str,
+        expected: &Digest,
+        body: Option<ByteStream>,
+    ) -> StorageResult<(PathBuf, u64)> {
+        let dir = self.upload_dir(repository, id)?;
+        let data = dir.join("data");
+        let hasher = self.hasher(id);
+        let mut hasher = hasher.lock().await;
+        let size = self.append(&mut hasher, &data, None, body).await?;
+        let actual = if expected.algorithm() == Algorithm::Sha256 {
+            let digester = hasher
+                .digester
+                .take()
+                .unwrap_or_else(|| Digester::new(Algorithm::Sha256));
+            digester.finish()
+        } else {
+            let path = data.clone();
+            let algorithm = expected.algorithm();
+            blocking(move || digest_file(&path, algorithm))
+                .await?
+                .0
+                .finish()
+        };
+        hasher.digester = None;
+        drop(hasher);
+        self.forget_hasher(id);
+        if actual != *expected {
+            // Nothing of a mismatching upload is kept.
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        Ok((dir, size))
+    }
+
     /// Drops idle, unlocked upload digests once there are more than `limit`. A request that
     /// fetched an entry just before it was dropped keeps using it unshared; only a client
     /// sending concurrent requests to one upload could then interleave writes, and the final
@@ -539,40 +583,14 @@ impl Storage for FsStorage {
         expected: &Digest,
         body: Option<ByteStream>,
     ) -> StorageResult<u64> {
-        let dir = self.upload_dir(repository, id)?;
+        let (dir, size) = self.upload_verify(repository, id, expected, body).await?;
         let data = dir.join("data");
-        let hasher = self.hasher(id);
-        let mut hasher = hasher.lock().await;
-        let size = self.append(&mut hasher, &data, None, body).await?;
-        let actual = if expected.algorithm() == Algorithm::Sha256 {
-            let digester = hasher
-                .digester
-                .take()
-                .unwrap_or_else(|| Digester::new(Algorithm::Sha256));
-            digester.finish()
-        } else {
-            let path = data.clone();
-            let algorithm = expected.algorithm();
-            blocking(move || digest_file(&path, algorithm))
-                .await?
-                .0
-                .finish()
-        };
-        hasher.digester = None;
-        drop(hasher);
-        self.forget_hasher(id);
-
         let blob = self.blob_path(expected);
         let link = self.layer_link(repository, expected);
         let root = self.root.clone();
         let expected = expected.clone();
         let _commit = self.collection.read().await;
         blocking(move || {
-            if actual != expected {
-                // Nothing of a mismatching upload is kept.
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(StorageError::DigestMismatch { expected, actual });
-            }
             let file = std::fs::File::open(&data).map_err(io_error(&data))?;
             file.sync_all().map_err(io_error(&data))?;
             let parent = blob.parent().unwrap_or(&root);

@@ -1,11 +1,12 @@
 //! What the registry needs from a storage backend, independent of HTTP.
 //!
-//! The trait is written so that an object-store backend (S3 via `object_store`) can implement
-//! it later: blobs are addressed by digest and written once, everything per-repository is a
-//! small "link" object, and uploads are addressed by an opaque id. On-disk layout of the
-//! filesystem backend: docs/registry-storage.md.
+//! Blobs are addressed by digest and written once, everything per-repository is a small "link"
+//! object, and uploads are addressed by an opaque id, so the trait maps onto a filesystem
+//! ([`FsStorage`]) and an object store ([`S3Storage`]) alike. Layouts:
+//! docs/registry-storage.md.
 
 mod fs;
+mod s3;
 
 use std::future::Future;
 use std::io;
@@ -19,6 +20,7 @@ use strata_oci::Digest;
 use tokio::io::AsyncRead;
 
 pub use fs::{FORMAT, FsStorage, list_repositories};
+pub use s3::{S3Config, S3Storage};
 
 use crate::names::Reference;
 

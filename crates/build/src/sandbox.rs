@@ -1,0 +1,263 @@
+//! The RUN sandbox. The builder re-executes the strata binary under util-linux `unshare` with new
+//! mount, PID, IPC and UTS namespaces (`--kill-child`, so nothing outlives it); inside,
+//! [`run_in_namespace`] mounts the overlay root filesystem, `/proc`, a minimal `/dev`,
+//! `/etc/hosts` and `/etc/resolv.conf`, chroots and runs the command. Every mount belongs to the
+//! private mount namespace and disappears with it.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rustix::mount::{MountFlags, MountPropagationFlags};
+use serde::{Deserialize, Serialize};
+
+/// Hostname inside the sandbox, as BuildKit uses.
+pub const HOSTNAME: &str = "buildkitsandbox";
+
+/// Where a shebang heredoc script is placed, as BuildKit does (on the sandbox's `/dev`
+/// tmpfs, never in a layer).
+pub const SCRIPT_DIR: &str = "/dev/pipes";
+
+/// Everything the sandbox needs, written as JSON by the builder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Overlay lower directories, top first.
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+    pub argv: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the root filesystem (created when missing).
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Extra groups are not supported; the user's primary group only.
+    pub hosts_file: PathBuf,
+    pub resolv_file: PathBuf,
+    /// Name and body of a `#!` heredoc, written to [`SCRIPT_DIR`]`/<name>`.
+    pub script: Option<(String, String)>,
+    /// Where to record the mount points the sandbox had to create (removed from the layer).
+    pub created_list: PathBuf,
+}
+
+fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+/// Runs inside the new namespaces (as their PID 1); returns the command's exit code.
+pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
+    // Only ever as PID 1 of the namespaces `unshare` made: outside them, the mounts below
+    // would change the host's mount table.
+    if std::process::id() != 1 {
+        return Err(
+            "the sandbox runs only inside its own namespaces (started by `strata build`)".into(),
+        );
+    }
+    let text = std::fs::read(spec_path).map_err(|e| err(spec_path.display(), e))?;
+    let spec: SandboxSpec =
+        serde_json::from_slice(&text).map_err(|e| err("reading the sandbox spec", e))?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(|e| err("making mounts private", e))?;
+    let lowers: Vec<String> = spec
+        .lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    for p in spec.lowers.iter().chain([&spec.upper, &spec.work]) {
+        let s = p.display().to_string();
+        if s.contains([':', ',']) {
+            return Err(format!(
+                "overlay directory {s} contains ':' or ',', which overlayfs cannot take"
+            ));
+        }
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        spec.upper.display(),
+        spec.work.display()
+    );
+    if data.len() >= 4000 {
+        return Err(format!(
+            "{} layers do not fit in one overlay mount's options; images this deep are not supported yet",
+            spec.lowers.len()
+        ));
+    }
+    let data = std::ffi::CString::new(data).map_err(|e| err("overlay options", e))?;
+    rustix::mount::mount(
+        "overlay",
+        &spec.merged,
+        "overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .map_err(|e| err("mounting the overlay root filesystem", e))?;
+    let root = &spec.merged;
+    let mut created = Vec::new();
+    // Until the chroot, paths in the image are host paths: nothing here may follow a symlink
+    // the image planted (a mount or a create through it would land on the host).
+    let real_dir =
+        |rel: &str| std::fs::symlink_metadata(root.join(rel)).is_ok_and(|m| m.file_type().is_dir());
+    let ensure_dir = |rel: &str, created: &mut Vec<String>| -> Result<(), String> {
+        let path = root.join(rel);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_dir() => Ok(()),
+            Ok(_) => Err(format!(
+                "/{rel} in the image is not a directory (symlinks there are not supported yet)"
+            )),
+            Err(_) => {
+                std::fs::create_dir(&path).map_err(|e| err(path.display(), e))?;
+                created.push(rel.to_string());
+                Ok(())
+            }
+        }
+    };
+    ensure_dir("proc", &mut created)?;
+    ensure_dir("dev", &mut created)?;
+    if std::fs::symlink_metadata(root.join("etc")).is_err() {
+        ensure_dir("etc", &mut created)?;
+    }
+    rustix::mount::mount(
+        "proc",
+        root.join("proc"),
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .map_err(|e| err("mounting /proc", e))?;
+    let dev = root.join("dev");
+    let mode = c"mode=755,size=65536k";
+    rustix::mount::mount("tmpfs", &dev, "tmpfs", MountFlags::NOSUID, mode)
+        .map_err(|e| err("mounting /dev", e))?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(name);
+        std::fs::File::create(&target).map_err(|e| err(target.display(), e))?;
+        rustix::mount::mount_bind(Path::new("/dev").join(name), &target)
+            .map_err(|e| err(format!("binding /dev/{name}"), e))?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| err(link, e))?;
+    }
+    std::fs::create_dir(dev.join("shm")).map_err(|e| err("/dev/shm", e))?;
+    rustix::mount::mount(
+        "shm",
+        dev.join("shm"),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        c"mode=1777,size=65536k",
+    )
+    .map_err(|e| err("mounting /dev/shm", e))?;
+    for (name, source) in [
+        ("etc/hosts", &spec.hosts_file),
+        ("etc/resolv.conf", &spec.resolv_file),
+    ] {
+        if !real_dir("etc") {
+            // /etc is a symlink: leave the image's files alone.
+            continue;
+        }
+        let target = root.join(name);
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_file() => {}
+            // A symlink or something else: leave it alone.
+            Ok(_) => continue,
+            Err(_) => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .map_err(|e| err(target.display(), e))?;
+                created.push(name.to_string());
+            }
+        }
+        rustix::mount::mount_bind(source, &target)
+            .map_err(|e| err(format!("binding /{name}"), e))?;
+    }
+    if let Some((name, script)) = &spec.script {
+        let dir = root.join(SCRIPT_DIR.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).map_err(|e| err(dir.display(), e))?;
+        let path = dir.join(name);
+        std::fs::write(&path, script).map_err(|e| err(path.display(), e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| err(path.display(), e))?;
+    }
+    std::fs::write(
+        &spec.created_list,
+        serde_json::to_vec(&created).map_err(|e| err("created list", e))?,
+    )
+    .map_err(|e| err(spec.created_list.display(), e))?;
+    rustix::system::sethostname(HOSTNAME.as_bytes()).map_err(|e| err("sethostname", e))?;
+    rustix::process::chroot(root).map_err(|e| err("chroot", e))?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    // Inside the chroot now: the working directory is created like runc does.
+    if std::fs::metadata(cwd).is_err() {
+        std::fs::create_dir_all(cwd).map_err(|e| err(format!("creating {cwd}"), e))?;
+    }
+    std::env::set_current_dir(cwd).map_err(|e| err(format!("chdir {}", spec.cwd), e))?;
+
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| "empty command".to_string())?;
+    let mut command = Command::new(program);
+    command.args(args).env_clear();
+    for entry in &spec.env {
+        let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+        command.env(k, v);
+    }
+    // The command's stderr joins its stdout, so the builder sees one ordered stream.
+    let stdout_fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
+        .try_clone_to_owned()
+        .map_err(|e| err("duplicating stdout", e))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::from(stdout_fd));
+    if spec.uid != 0 || spec.gid != 0 {
+        command.uid(spec.uid).gid(spec.gid);
+    }
+    let _ = std::io::stdout().flush();
+    let status = command
+        .status()
+        .map_err(|e| err(format!("running {program}"), e))?;
+    Ok(match status.code() {
+        Some(code) => code,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+    })
+}
+
+/// Removes from the upper dir the mount points the sandbox created (when still empty).
+pub fn remove_created_mountpoints(upper: &Path, created_list: &Path) {
+    let Ok(bytes) = std::fs::read(created_list) else {
+        return;
+    };
+    let Ok(created) = serde_json::from_slice::<Vec<String>>(&bytes) else {
+        return;
+    };
+    // Files first, then directories deepest first.
+    let mut created = created;
+    created.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for rel in created {
+        let path = upper.join(&rel);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&path);
+            }
+            Ok(m) if m.is_file() && m.size() == 0 => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+}

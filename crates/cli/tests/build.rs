@@ -1,0 +1,612 @@
+//! `strata build` end to end on the real binary: a busybox base image imported into a
+//! throw-away store, Dockerfiles built with RUN in the sandbox (needs root), the results checked
+//! by unpacking them, reading their config and (when dockerd is there) running them in Docker.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Strata, have, peers_required, run_tool};
+use serde_json::{Value, json};
+
+/// Whether the sandbox can run (root); skips otherwise unless STRATA_REQUIRE_PEERS=1.
+fn can_build() -> bool {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let tools = root && Path::new("/bin/busybox").is_file() && have("unshare", &["--version"]);
+    if !tools {
+        assert!(
+            !peers_required(),
+            "building needs root, /bin/busybox and unshare (STRATA_REQUIRE_PEERS=1)"
+        );
+        eprintln!("skipping: building needs root, /bin/busybox and unshare");
+    }
+    tools
+}
+
+/// A store with `bb:latest`: busybox with every applet, /etc/passwd and /etc/group with an
+/// `app` user, and /etc/victim (deleted by a test).
+fn store_with_busybox() -> Strata {
+    let strata = Strata::new();
+    let rootfs = tempfile::tempdir().unwrap();
+    let dir = rootfs.path();
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    let list = run_tool("/bin/busybox", &["--list"]);
+    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    std::fs::write(dir.join("etc/victim"), "delete me\n").unwrap();
+    strata.ok(&["import", dir.to_str().unwrap(), "bb:latest"]);
+    strata
+}
+
+/// A context directory with `files` (path, content) and a Dockerfile.
+fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    for (path, content) in files {
+        let p = ctx.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    ctx
+}
+
+fn build(strata: &Strata, ctx: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = vec!["build"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    strata.run(&args)
+}
+
+fn build_ok(strata: &Strata, ctx: &Path, extra: &[&str]) -> String {
+    let out = build(strata, ctx, extra);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "build failed: {stderr}");
+    stderr
+}
+
+fn unpack(strata: &Strata, image: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("rootfs");
+    strata.ok(&["unpack", image, target.to_str().unwrap()]);
+    dir
+}
+
+fn read(dir: &tempfile::TempDir, path: &str) -> String {
+    std::fs::read_to_string(dir.path().join("rootfs").join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The image config blob (as written) of `image`.
+fn config_of(strata: &Strata, image: &str) -> Value {
+    let id = strata.ok(&["inspect", "--format", "{{.Id}}", image]);
+    let hex = id.trim().trim_start_matches("sha256:");
+    let bytes = std::fs::read(strata.root().join("blobs/sha256").join(hex)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn mounts_mentioning(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/mounts").unwrap();
+    let needle = path.to_str().unwrap();
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect()
+}
+
+fn leftover_build_dirs(strata: &Strata) -> Vec<PathBuf> {
+    std::fs::read_dir(strata.root().join("build"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn run_env_workdir_copy_cmd_and_docker_runs_it() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\n\
+         ENV GREETING=hello\n\
+         WORKDIR /app\n\
+         RUN echo \"$GREETING from run\" > /app/run.txt && echo visible-output\n\
+         COPY file.txt /data/\n\
+         COPY dir ./copied/\n\
+         COPY *.log /logs/\n\
+         COPY file.txt renamed.txt\n\
+         CMD [\"sh\", \"-c\", \"cat /app/run.txt /data/file.txt /app/copied/a.txt /app/copied/nested/b.txt /logs/one.log /logs/two.log /app/renamed.txt; echo $GREETING; pwd\"]\n",
+        &[
+            ("file.txt", "file content\n"),
+            ("dir/a.txt", "a\n"),
+            ("dir/nested/b.txt", "b\n"),
+            ("one.log", "one\n"),
+            ("two.log", "two\n"),
+        ],
+    );
+    let iid = ctx.path().join("iid");
+    let progress = build_ok(
+        &strata,
+        ctx.path(),
+        &[
+            "-t",
+            "built:1",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ],
+    );
+    assert!(progress.contains(" visible-output"), "{progress}");
+    assert!(progress.contains("writing image sha256:"), "{progress}");
+    assert!(
+        progress.contains("naming to docker.io/library/built:1"),
+        "{progress}"
+    );
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert!(id.starts_with("sha256:"));
+    assert_eq!(
+        strata
+            .ok(&["inspect", "--format", "{{.Id}}", "built:1"])
+            .trim(),
+        id
+    );
+    let fs = unpack(&strata, "built:1");
+    assert_eq!(read(&fs, "app/run.txt"), "hello from run\n");
+    assert_eq!(read(&fs, "data/file.txt"), "file content\n");
+    assert_eq!(read(&fs, "app/copied/a.txt"), "a\n");
+    assert_eq!(read(&fs, "app/copied/nested/b.txt"), "b\n");
+    assert_eq!(read(&fs, "logs/one.log"), "one\n");
+    assert_eq!(read(&fs, "logs/two.log"), "two\n");
+    assert_eq!(read(&fs, "app/renamed.txt"), "file content\n");
+    // The sandbox's mount points stay out of the image.
+    assert!(!fs.path().join("rootfs/proc").exists());
+    assert!(!fs.path().join("rootfs/dev").exists());
+    assert!(!fs.path().join("rootfs/etc/hosts").exists());
+    assert!(leftover_build_dirs(&strata).is_empty());
+
+    if !have("docker", &["info"]) {
+        return;
+    }
+    let name = format!("strata-build-test-{}:latest", std::process::id());
+    strata.ok(&["tag", "built:1", &name]);
+    let archive = ctx.path().join("image.tar");
+    strata.ok(&["save", "-o", archive.to_str().unwrap(), &name]);
+    run_tool("docker", &["load", "-i", archive.to_str().unwrap()]);
+    let out = run_tool("docker", &["run", "--rm", &name]);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &name])
+        .output();
+    assert_eq!(
+        out,
+        "hello from run\nfile content\na\nb\none\ntwo\nfile content\nhello\n/app\n"
+    );
+}
+
+#[test]
+fn multi_stage_copy_from_and_skipped_stage() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb AS unused\n\
+         RUN echo unused-stage-ran && exit 7\n\
+         FROM bb AS build\n\
+         RUN mkdir -p /out && echo built > /out/artifact\n\
+         FROM scratch\n\
+         COPY --from=build /out/artifact /artifact\n\
+         COPY --from=bb /bin/busybox /bin/busybox\n",
+        &[],
+    );
+    let progress = build_ok(&strata, ctx.path(), &["-t", "multi"]);
+    assert!(!progress.contains("unused-stage-ran"), "{progress}");
+    let fs = unpack(&strata, "multi");
+    assert_eq!(read(&fs, "artifact"), "built\n");
+    assert!(fs.path().join("rootfs/bin/busybox").is_file());
+    let config = config_of(&strata, "multi");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    // --target builds the unused stage, which fails.
+    let out = build(&strata, ctx.path(), &["--target", "unused"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unused-stage-ran"));
+}
+
+#[test]
+fn failing_run_tags_nothing_and_leaves_no_mounts() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let before = mounts_mentioning(strata.root());
+    let ctx = context(
+        "FROM bb\nRUN echo first\nRUN echo about-to-fail && exit 3\nRUN echo never\n",
+        &[],
+    );
+    let out = build(&strata, ctx.path(), &["-t", "broken"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("about-to-fail"), "{stderr}");
+    assert!(stderr.contains("exit code: 3"), "{stderr}");
+    assert!(stderr.contains("Dockerfile:3"), "{stderr}");
+    assert!(!stderr.contains("never"), "{stderr}");
+    strata.fails(&["inspect", "broken"]);
+    assert_eq!(mounts_mentioning(strata.root()), before);
+    assert!(before.is_empty());
+    assert!(leftover_build_dirs(&strata).is_empty());
+    // Only the base image remains.
+    let images = strata.ok(&["images", "-q"]);
+    assert_eq!(images.lines().count(), 1, "{images}");
+}
+
+#[test]
+fn run_deletions_become_whiteouts() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context("FROM bb\nRUN rm /etc/victim && echo new > /etc/new\n", &[]);
+    build_ok(&strata, ctx.path(), &["-t", "deleted"]);
+    let fs = unpack(&strata, "deleted");
+    assert!(!fs.path().join("rootfs/etc/victim").exists());
+    assert_eq!(read(&fs, "etc/new"), "new\n");
+    assert!(fs.path().join("rootfs/etc/passwd").is_file());
+}
+
+#[test]
+fn run_cannot_read_host_files() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let secret = tempfile::Builder::new()
+        .prefix("strata-host-secret-")
+        .tempfile_in("/tmp")
+        .unwrap();
+    std::fs::write(secret.path(), "host secret\n").unwrap();
+    let path = secret.path().to_str().unwrap();
+    let ctx = context(&format!("FROM bb\nRUN cat {path}\n"), &[]);
+    let out = build(&strata, ctx.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("host secret"), "{stderr}");
+    // The host's processes are not visible either: the RUN is PID 1 of its own namespace.
+    let ctx = context(
+        "FROM bb\nRUN test \"$(ls /proc | grep -c '^[0-9]')\" -le 10\n",
+        &[],
+    );
+    build_ok(&strata, ctx.path(), &[]);
+}
+
+#[test]
+fn config_and_history_match_buildkit() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\n\
+         ARG VERSION=1.0\n\
+         ENV A=b C=\"d e\"\n\
+         LABEL org.example.version=$VERSION\n\
+         WORKDIR /srv\n\
+         WORKDIR app\n\
+         RUN echo hi\n\
+         COPY file.txt /data/\n\
+         USER app\n\
+         EXPOSE 80 53/udp\n\
+         VOLUME /cache\n\
+         STOPSIGNAL SIGINT\n\
+         ENTRYPOINT [\"sh\"]\n\
+         CMD echo hello\n\
+         ONBUILD RUN echo child\n\
+         HEALTHCHECK --interval=30s --retries=3 CMD true\n\
+         WORKDIR /srv\n",
+        &[("file.txt", "x\n")],
+    );
+    build_ok(&strata, ctx.path(), &["-t", "cfg", "--label", "extra=yes"]);
+    let config = config_of(&strata, "cfg");
+    let c = &config["config"];
+    assert_eq!(c["Env"], json!(["A=b", "C=d e"]));
+    assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hello"]));
+    assert_eq!(c["Entrypoint"], json!(["sh"]));
+    assert_eq!(c["WorkingDir"], json!("/srv"));
+    assert_eq!(c["ArgsEscaped"], json!(true));
+    assert_eq!(c["OnBuild"], json!(["RUN echo child"]));
+    assert_eq!(
+        c["Healthcheck"],
+        json!({"Test": ["CMD-SHELL", "true"], "Interval": 30_000_000_000u64, "Retries": 3})
+    );
+    assert_eq!(c["User"], json!("app"));
+    assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
+    assert_eq!(c["Volumes"], json!({"/cache": {}}));
+    assert_eq!(c["StopSignal"], json!("SIGINT"));
+    assert_eq!(
+        c["Labels"],
+        json!({"org.example.version": "1.0", "extra": "yes"})
+    );
+    assert_eq!(config["os"], json!("linux"));
+    let history: Vec<(String, bool)> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1) // the import
+        .map(|h| {
+            assert_eq!(h["comment"], json!("buildkit.dockerfile.v0"));
+            (
+                h["created_by"].as_str().unwrap().to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, bool)> = [
+        ("ARG VERSION=1.0", true),
+        ("ENV A=b C=d e", true),
+        ("LABEL org.example.version=1.0", true),
+        ("WORKDIR /srv", false),
+        ("WORKDIR /srv/app", false),
+        ("RUN |1 VERSION=1.0 /bin/sh -c echo hi # buildkit", false),
+        ("COPY file.txt /data/ # buildkit", false),
+        ("USER app", true),
+        ("EXPOSE [80/tcp 53/udp]", true),
+        ("VOLUME [/cache]", true),
+        ("STOPSIGNAL SIGINT", true),
+        ("ENTRYPOINT [\"sh\"]", true),
+        ("CMD [\"/bin/sh\" \"-c\" \"echo hello\"]", true),
+        (
+            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+            true,
+        ),
+        ("WORKDIR /srv", true),
+    ]
+    .iter()
+    .map(|(s, e)| (s.to_string(), *e))
+    .collect();
+    assert_eq!(history, expected);
+    // One layer per RUN/COPY and per WORKDIR that made a directory, on top of the base.
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 5);
+    let fs = unpack(&strata, "cfg");
+    assert!(fs.path().join("rootfs/srv/app").is_dir());
+}
+
+#[test]
+fn source_date_epoch_makes_copy_only_builds_reproducible() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\nENV X=1\nCOPY a.txt /a/\nCOPY dir /d/\nCMD [\"cat\", \"/a/a.txt\"]\n",
+        &[("a.txt", "a\n"), ("dir/b.txt", "b\n")],
+    );
+    let id = |tag: &str| {
+        let iid = ctx.path().join(format!("{tag}.iid"));
+        let out = strata
+            .command()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "-q", "-t", tag, "--iidfile", iid.to_str().unwrap()])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(iid).unwrap()
+    };
+    let first = id("repro:1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = id("repro:2");
+    assert_eq!(first, second);
+    let config = config_of(&strata, "repro:1");
+    assert_eq!(config["created"], json!("2023-11-14T22:13:20Z"));
+}
+
+#[test]
+fn unsupported_features_fail_clearly() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    for (dockerfile, expected) in [
+        (
+            "FROM bb\nRUN --mount=type=cache,target=/c true\n",
+            "Dockerfile:2: RUN: --mount is not supported yet",
+        ),
+        (
+            "FROM bb\nCOPY --link a /a\n",
+            "Dockerfile:2: COPY: --link is not supported yet",
+        ),
+        (
+            "FROM bb\nADD https://example.com/x /x\n",
+            "not supported yet",
+        ),
+        (
+            "FROM missing-image:1\n",
+            "image not found locally; pull it with `strata pull`",
+        ),
+        ("FROM bb\nCOPY ../escape /x\n", "escapes the build context"),
+        (
+            "FROM bb\nCOPY a b /x\n",
+            "must be a directory and end with a /",
+        ),
+    ] {
+        let ctx = context(dockerfile, &[("a", "a"), ("b", "b")]);
+        let out = build(&strata, ctx.path(), &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{dockerfile}");
+        assert!(stderr.contains(expected), "{dockerfile}: {stderr}");
+    }
+}
+
+#[test]
+fn repository_dockerfiles_build() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dockerfiles");
+    for name in [
+        "03-multistage-basic",
+        "08-heredoc-copy",
+        "10-env-forms",
+        "21-expose-user-workdir",
+        "26-shell",
+        "35-dockerignore",
+        "36-target-stages",
+        "38-stage-chain",
+        "45-copy-json-form",
+    ] {
+        let ctx = dir.join(name);
+        let out = build(&strata, &ctx, &["--build-arg", "BASE=bb", "-t", name]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let fs = unpack(&strata, "08-heredoc-copy");
+    assert_eq!(read(&fs, "etc/greeting"), "hello world\n");
+    assert_eq!(read(&fs, "files/one.txt"), "first\n");
+    assert_eq!(read(&fs, "etc/raw"), "keep $NAME literal\n");
+    let fs = unpack(&strata, "36-target-stages");
+    assert_eq!(read(&fs, "test-result"), "test\n");
+    assert_eq!(read(&fs, "release"), "release\n");
+    let config = config_of(&strata, "21-expose-user-workdir");
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        json!({"80/tcp": {}, "443/tcp": {}, "53/udp": {}, "8080/tcp": {}})
+    );
+    assert_eq!(config["config"]["WorkingDir"], json!("/home/app"));
+    // ADD --link is outside this slice: a clear error naming flag and line.
+    let out = build(
+        &strata,
+        &dir.join("30-add-local"),
+        &["--build-arg", "BASE=bb"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Dockerfile:5: ADD: --link is not supported yet")
+    );
+}
+
+#[test]
+fn copy_and_add_rules() {
+    use std::os::unix::fs::MetadataExt;
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\n\
+         COPY --chown=app:app --chmod=0600 secret.txt /owned/\n\
+         COPY --chown=1234 file.txt /numeric.txt\n\
+         COPY dir /into-dir\n\
+         COPY file.txt /etc\n\
+         COPY . /ctx/\n\
+         ADD archive.tar.gz /unpacked/\n\
+         ADD file.txt /added.txt\n\
+         COPY link.txt /resolved.txt\n",
+        &[
+            ("secret.txt", "s\n"),
+            ("file.txt", "f\n"),
+            ("dir/sub/x.txt", "x\n"),
+            ("keep.log", "k\n"),
+            ("drop.log", "d\n"),
+            ("build/out.txt", "o\n"),
+            ("arch/in-archive.txt", "from the archive\n"),
+            ("etc/passwd", "not the host's\n"),
+            (".dockerignore", "*.log\n!keep.log\nbuild\narch\n"),
+        ],
+    );
+    let status = std::process::Command::new("tar")
+        .args(["-czf", "archive.tar.gz", "-C", "arch", "in-archive.txt"])
+        .current_dir(ctx.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // An absolute symlink in the context resolves inside the context, never on the host.
+    std::os::unix::fs::symlink("/etc/passwd", ctx.path().join("link.txt")).unwrap();
+    build_ok(&strata, ctx.path(), &["-t", "copies"]);
+    let fs = unpack(&strata, "copies");
+    let root = fs.path().join("rootfs");
+    let owned = std::fs::symlink_metadata(root.join("owned/secret.txt")).unwrap();
+    assert_eq!(
+        (owned.uid(), owned.gid(), owned.mode() & 0o7777),
+        (1000, 1000, 0o600)
+    );
+    let numeric = std::fs::symlink_metadata(root.join("numeric.txt")).unwrap();
+    assert_eq!((numeric.uid(), numeric.gid()), (1234, 1234));
+    assert_eq!(read(&fs, "into-dir/sub/x.txt"), "x\n");
+    // /etc exists as a directory: the file goes inside it.
+    assert_eq!(read(&fs, "etc/file.txt"), "f\n");
+    assert!(root.join("ctx/keep.log").is_file());
+    assert!(!root.join("ctx/drop.log").exists());
+    assert!(!root.join("ctx/build").exists());
+    assert!(root.join("ctx/Dockerfile").is_file());
+    assert_eq!(read(&fs, "unpacked/in-archive.txt"), "from the archive\n");
+    assert_eq!(read(&fs, "added.txt"), "f\n");
+    assert_eq!(read(&fs, "resolved.txt"), "not the host's\n");
+}
+
+#[test]
+fn symlinks_in_the_image_resolve_inside_it() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\n\
+         RUN mkdir -p /usr/local/lib && ln -s usr/local/lib /lnk\n\
+         COPY f.txt /lnk/\n\
+         WORKDIR /lnk/sub\n\
+         RUN pwd > /where\n",
+        &[("f.txt", "f\n")],
+    );
+    build_ok(&strata, ctx.path(), &["-t", "links"]);
+    let fs = unpack(&strata, "links");
+    let root = fs.path().join("rootfs");
+    assert!(
+        std::fs::symlink_metadata(root.join("lnk"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(read(&fs, "usr/local/lib/f.txt"), "f\n");
+    assert!(root.join("usr/local/lib/sub").is_dir());
+
+    // An image whose /etc links to a host path: the sandbox must not create files there.
+    let host_target = std::env::temp_dir().join(format!("strata-evil-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host_target);
+    let rootfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(rootfs.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.path().join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.path().join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink(&host_target, rootfs.path().join("etc")).unwrap();
+    strata.ok(&["import", rootfs.path().to_str().unwrap(), "evil:latest"]);
+    let ctx = context(
+        "FROM evil\nRUN true\nCOPY f.txt /etc/\n",
+        &[("f.txt", "f\n")],
+    );
+    let out = build(&strata, ctx.path(), &[]);
+    assert!(!host_target.exists(), "the build wrote to the host");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
