@@ -68,25 +68,7 @@ pub fn record_image(store: &Store, image: NewImage) -> Result<Recorded> {
                 layer.digest, layer.size
             )));
         }
-        let known =
-            catalog
-                .layers
-                .get(diff_id)
-                .and_then(|l| match (l.uncompressed_size, l.content_size) {
-                    (Some(uncompressed), Some(content))
-                        if l.blobs.iter().any(|b| b.digest == layer.digest) =>
-                    {
-                        Some(LayerSizes {
-                            uncompressed,
-                            content,
-                        })
-                    }
-                    _ => None,
-                });
-        let sizes = match known {
-            Some(sizes) => sizes,
-            None => layer_io::scan_layer(store, layer, diff_id)?,
-        };
+        let sizes = layer_io::measured_sizes(store, &catalog, layer, diff_id)?;
         layers.push((diff_id.clone(), layer.clone(), sizes));
     }
     let id = manifest.config.digest.clone();
