@@ -20,8 +20,10 @@ use clap::{Parser, Subcommand};
     max_term_width = 110
 )]
 struct Cli {
-    /// Store root (default: /var/lib/strata as root, ~/.local/share/strata otherwise)
-    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    /// Image store root (default: /var/lib/strata as root, ~/.local/share/strata otherwise).
+    /// Like Docker's global flags it comes before the command, which keeps `--root` free for
+    /// commands with a root of their own (`strata registry serve --root`).
+    #[arg(long, env = "STRATA_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
 
     #[command(subcommand)]

@@ -149,29 +149,10 @@ struct ProxyConfig {
 /// `root` is the image-store root, which the registry does not use.
 pub fn run(_root: &Path, command: RegistryCommand) -> Result<()> {
     match command {
-        RegistryCommand::Serve(mut args) => {
-            args.root = args.root.filter(|_| root_given_after("serve"));
-            serve(*args)
-        }
+        RegistryCommand::Serve(args) => serve(*args),
         RegistryCommand::Passwd(args) => passwd(args),
-        RegistryCommand::Gc(mut args) => {
-            args.root = args.root.filter(|_| root_given_after("gc"));
-            gc(args)
-        }
+        RegistryCommand::Gc(args) => gc(args),
     }
-}
-
-/// clap fills a subcommand's `--root` from the global image-store `--root` (and STRATA_ROOT),
-/// which share its name; the registry must never default to the image store, so the value
-/// counts only when `--root` was written after the subcommand.
-fn root_given_after(subcommand: &str) -> bool {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let Some(position) = args.iter().position(|arg| arg == subcommand) else {
-        return false;
-    };
-    args[position + 1..]
-        .iter()
-        .any(|arg| arg == "--root" || arg.to_string_lossy().starts_with("--root="))
 }
 
 fn init_logging() {
