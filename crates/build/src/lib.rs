@@ -35,10 +35,10 @@ use strata_dockerfile::{
     RunScript,
 };
 use strata_image::document::StoredImage;
-use strata_image::{ImageError, layer_io};
+use strata_image::{ImageError, NewLayer, commit_image, layer_io};
 use strata_layer::CreateOptions;
 use strata_oci::{Algorithm, Digest, Platform, Reference, media_types};
-use strata_store::{BlobRef, ImageRecord, Store, StoreError};
+use strata_store::{BlobRef, Store, StoreError};
 
 pub use sandbox::{SandboxSpec, run_in_namespace};
 
@@ -1052,78 +1052,39 @@ impl Builder<'_> {
             image.insert("variant".into(), json!(variant));
         }
         let config_bytes = serde_json::to_vec(&Value::Object(image)).expect("JSON serialises");
-        let config_blob = self.store.ingest_bytes(&config_bytes)?;
-        if config_blob.created {
-            self.added.push(config_blob.digest.clone());
-        }
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": media_types::OCI_MANIFEST,
-            "config": {
-                "mediaType": media_types::OCI_CONFIG,
-                "digest": config_blob.digest.to_string(),
-                "size": config_blob.size,
-            },
-            "layers": state.layers.iter().map(|l| &l.blob).collect::<Vec<_>>(),
-        });
-        let manifest_blob = self
-            .store
-            .ingest_bytes(&serde_json::to_vec(&manifest).expect("JSON serialises"))?;
-        if manifest_blob.created {
-            self.added.push(manifest_blob.digest.clone());
-        }
+        let layers: Vec<NewLayer> = state
+            .layers
+            .iter()
+            .map(|l| NewLayer {
+                diff_id: l.diff_id.clone(),
+                blob: l.blob.clone(),
+                sizes: l.sizes,
+            })
+            .collect();
+        let committed = commit_image(
+            self.store,
+            &config_bytes,
+            &layers,
+            &self.options.tags,
+            &mut self.added,
+        )?;
         self.step_number += 1;
         let n = self.step_number;
         self.say(format!("#{n} exporting to image"));
         self.say(format!("#{n} exporting layers done"));
         self.say(format!(
             "#{n} exporting manifest {} done",
-            manifest_blob.digest
+            committed.manifest
         ));
-        self.say(format!("#{n} exporting config {} done", config_blob.digest));
-        let record = ImageRecord {
-            target: BlobRef {
-                media_type: media_types::OCI_MANIFEST.to_string(),
-                digest: manifest_blob.digest.clone(),
-                size: manifest_blob.size,
-            },
-            manifest: manifest_blob.digest.clone(),
-            config: config_blob.digest.clone(),
-            added_at: Utc::now(),
-            last_tag_time: (!self.options.tags.is_empty()).then(Utc::now),
-            repo_digests: Vec::new(),
-            parent: None,
-        };
-        let layers = state.layers.clone();
-        let tags = self.options.tags.clone();
-        self.store.update::<_, BuildError>(|catalog| {
-            let key = record.target.digest.clone();
-            let mut record = record.clone();
-            if let Some(existing) = catalog.images.get(&key) {
-                record.added_at = existing.added_at;
-            }
-            catalog.images.insert(key.clone(), record);
-            for layer in &layers {
-                strata_image::upsert_layer(
-                    catalog,
-                    layer.diff_id.clone(),
-                    layer.blob.clone(),
-                    layer.sizes,
-                );
-            }
-            for tag in &tags {
-                catalog.set_tag(tag, &key);
-            }
-            Ok(())
-        })?;
-        self.say(format!("#{n} writing image {} done", config_blob.digest));
-        for tag in &tags {
+        self.say(format!("#{n} exporting config {} done", committed.id));
+        self.say(format!("#{n} writing image {} done", committed.id));
+        for tag in &self.options.tags {
             self.say(format!("#{n} naming to {tag} done"));
         }
         self.say(format!("#{n} DONE"));
         Ok(BuildOutput {
-            image_id: config_blob.digest,
-            manifest: manifest_blob.digest,
+            image_id: committed.id,
+            manifest: committed.manifest,
         })
     }
 }

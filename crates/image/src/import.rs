@@ -8,11 +8,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use strata_layer::{Compression, CreateOptions};
 use strata_oci::{Algorithm, Digest, Platform, Reference, media_types};
-use strata_store::{BlobRef, ImageRecord, Store};
+use strata_store::{BlobRef, Store};
 
 use crate::change::apply_change;
+use crate::commit::{NewLayer, commit_image};
 use crate::document::StoredImage;
-use crate::load::upsert_layer;
 use crate::{ImageError, Result, gc, layer_io};
 
 pub enum ImportSource {
@@ -115,54 +115,13 @@ fn import_locked(
     config["rootfs"] = json!({"type": "layers", "diff_ids": [layer.digest.to_string()]});
     config["history"] = json!([history]);
     let config_bytes = serde_json::to_vec(&config).expect("JSON values serialise");
-    let config_blob = store.ingest_bytes(&config_bytes)?;
-    if config_blob.created {
-        added.push(config_blob.digest.clone());
-    }
-
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": {
-            "mediaType": media_types::OCI_CONFIG,
-            "digest": config_blob.digest.to_string(),
-            "size": config_blob.size,
-        },
-        "layers": [layer_ref],
-    });
-    let manifest_blob =
-        store.ingest_bytes(&serde_json::to_vec(&manifest).expect("JSON values serialise"))?;
-    if manifest_blob.created {
-        added.push(manifest_blob.digest.clone());
-    }
-    let record = ImageRecord {
-        target: BlobRef {
-            media_type: media_types::OCI_MANIFEST.to_string(),
-            digest: manifest_blob.digest.clone(),
-            size: manifest_blob.size,
-        },
-        manifest: manifest_blob.digest.clone(),
-        config: config_blob.digest.clone(),
-        added_at: Utc::now(),
-        last_tag_time: options.reference.as_ref().map(|_| Utc::now()),
-        repo_digests: Vec::new(),
-        parent: None,
-    };
-    let id = record.config.clone();
-    store.update::<_, ImageError>(|catalog| {
-        let key = record.target.digest.clone();
-        let mut record = record.clone();
-        if let Some(existing) = catalog.images.get(&key) {
-            record.added_at = existing.added_at;
-        }
-        catalog.images.insert(key.clone(), record);
-        upsert_layer(catalog, layer.digest.clone(), layer_ref.clone(), sizes);
-        if let Some(reference) = &options.reference {
-            catalog.set_tag(reference, &key);
-        }
-        Ok(())
-    })?;
-    Ok(id)
+    let layers = [NewLayer {
+        diff_id: layer.digest.clone(),
+        blob: layer_ref,
+        sizes,
+    }];
+    let tags: Vec<Reference> = options.reference.iter().cloned().collect();
+    Ok(commit_image(store, &config_bytes, &layers, &tags, added)?.id)
 }
 
 /// Writes the merged filesystem of `input`'s layers to `out` as one tar.

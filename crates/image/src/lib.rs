@@ -2,6 +2,7 @@
 //! Each is a function of the store and its inputs; the CLI only parses and prints.
 
 mod change;
+mod commit;
 pub mod document;
 mod error;
 pub mod gc;
@@ -14,6 +15,7 @@ mod remove;
 mod save;
 pub mod snapshot;
 
+pub use commit::{CommittedImage, NewLayer, commit_image};
 pub use error::{ImageError, Result};
 pub use import::{ImportOptions, ImportSource, export, import, unpack};
 pub use load::{LoadedImage, load, upsert_layer};
