@@ -13,23 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Strata, have, peers_required, run_tool};
+use common::{Strata, free_port, have, peers_required, run_tool, sha256};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The client commands are part of the CLI (a guard against losing their wiring).
 fn client_commands(strata: &Strata) -> bool {

@@ -3,60 +3,17 @@
 //! concurrent pushes, restart-safe uploads), and interop with skopeo and docker. Peer tests
 //! skip when the tool is missing, unless STRATA_REQUIRE_PEERS=1.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, have, peers_required, run_tool, sha256};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn peers_required() -> bool {
-    std::env::var_os("STRATA_REQUIRE_PEERS").is_some_and(|value| value == "1")
-}
-
-/// Whether `tool` runs; skips (or fails under STRATA_REQUIRE_PEERS=1) when it does not.
-fn have(tool: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(tool)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ok {
-        assert!(
-            !peers_required(),
-            "{tool} is required (STRATA_REQUIRE_PEERS=1)"
-        );
-        eprintln!("skipping: {tool} not available");
-    }
-    ok
-}
-
-fn run_tool(tool: &str, args: &[&str]) -> String {
-    let output = Command::new(tool).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{tool} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// A `strata registry serve` process; killed on drop.
 struct Server {
