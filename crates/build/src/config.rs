@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use strata_dockerfile::{Command, Healthcheck, Instruction, PlannedStep};
 
 use crate::pattern::clean_absolute;
-use crate::{BuildError, StageState, step_error};
+use crate::state::StageState;
+use crate::{BuildError, step_error};
 
 /// `KEY=value` entries of a config's `Env` as pairs.
 pub fn env_pairs(config: &Map<String, Value>) -> Vec<(String, String)> {

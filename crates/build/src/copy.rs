@@ -4,10 +4,11 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use strata_dockerfile::{Heredoc, PlannedStep};
+use strata_dockerfile::{Heredoc, Instruction, PlannedStep};
 
 use crate::pattern::{IgnoreRules, clean_absolute, clean_relative, glob_match, has_glob};
-use crate::{BuildError, StageState, step_error};
+use crate::state::StageState;
+use crate::{BuildError, step_error};
 
 pub struct CopyRequest<'a> {
     pub sources: &'a [String],
@@ -17,6 +18,62 @@ pub struct CopyRequest<'a> {
     pub chown: Option<&'a str>,
     pub chmod: Option<&'a str>,
     pub is_add: bool,
+}
+
+impl<'a> CopyRequest<'a> {
+    /// The request of a COPY or ADD step; flags this version cannot honour are errors that
+    /// name the flag and line.
+    pub fn from_instruction(step: &'a PlannedStep) -> Result<CopyRequest<'a>, BuildError> {
+        match &step.instruction {
+            Instruction::Copy(c) => {
+                if c.link {
+                    return Err(step_error(step, "--link is not supported yet"));
+                }
+                if c.parents {
+                    return Err(step_error(step, "--parents is not supported yet"));
+                }
+                if !c.exclude.is_empty() {
+                    return Err(step_error(step, "--exclude is not supported yet"));
+                }
+                Ok(CopyRequest {
+                    sources: &c.sources,
+                    heredocs: &c.heredocs,
+                    dest: &c.dest,
+                    from: c.from.as_deref(),
+                    chown: c.chown.as_deref(),
+                    chmod: c.chmod.as_deref(),
+                    is_add: false,
+                })
+            }
+            Instruction::Add(a) => {
+                if a.link {
+                    return Err(step_error(step, "--link is not supported yet"));
+                }
+                if a.checksum.is_some() {
+                    return Err(step_error(step, "--checksum is not supported yet"));
+                }
+                if a.keep_git_dir.is_some() {
+                    return Err(step_error(step, "--keep-git-dir is not supported yet"));
+                }
+                if !a.exclude.is_empty() {
+                    return Err(step_error(step, "--exclude is not supported yet"));
+                }
+                Ok(CopyRequest {
+                    sources: &a.sources,
+                    heredocs: &a.heredocs,
+                    dest: &a.dest,
+                    from: None,
+                    chown: a.chown.as_deref(),
+                    chmod: a.chmod.as_deref(),
+                    is_add: true,
+                })
+            }
+            other => Err(step_error(
+                step,
+                format!("{} is not COPY or ADD", other.name()),
+            )),
+        }
+    }
 }
 
 /// Where sources are read from: the context (with its ignore rules) or a stage/image root.

@@ -1,46 +1,57 @@
 //! `strata build`: builds a Dockerfile into the local store, the way BuildKit's Dockerfile
-//! frontend does, one stage after the other.
+//! frontend does.
 //!
 //! - Parsing and planning are [`strata_dockerfile`]'s: ARG/ENV substitution, stage bases, the
-//!   stages the target needs.
-//! - Bases: `scratch`, an earlier stage, or an image already in the local store.
+//!   stages the target needs and what each depends on.
+//! - Every needed stage runs on its own thread as soon as the stages it depends on are built,
+//!   so independent stages run in parallel ([`Engine::run`]).
+//! - Each step has a content-addressed cache key ([`cache`]); a step whose key is in the store's
+//!   build cache reuses the recorded layer without running. Layers made or reused stay in the
+//!   store as snapshots (`snapshots/<chainID>/fs`), so later steps and builds stack them as
+//!   overlay lower directories instead of unpacking anything.
 //! - Metadata instructions update the image config and history exactly as BuildKit writes them
 //!   ([`config`]).
-//! - `RUN` executes in a sandbox ([`sandbox`]): the stage's layers as overlay lower dirs, a fresh
-//!   upper dir that becomes the new layer, private mount/PID/IPC/UTS namespaces made by util-linux
-//!   `unshare` around a re-executed strata (`__sandbox-run`).
+//! - `RUN` executes in a sandbox ([`run`], [`sandbox`]): the stage's snapshots as overlay lower
+//!   dirs, a fresh upper dir that becomes the new layer, private mount/PID/IPC/UTS namespaces
+//!   made by util-linux `unshare` around a re-executed strata (`__sandbox-run`).
 //! - `COPY`/`ADD` stage the files under their destination in a directory that becomes the
-//!   layer ([`copy`]).
+//!   layer ([`copy`]); `COPY --from` reads a read-only overlay of the source stage.
 //!
 //! Not supported yet (each fails with an error naming the instruction and line): `RUN --mount`,
 //! `RUN --security=insecure`, `COPY --link/--parents/--exclude`, `ADD` of URLs and git
 //! repositories, `ADD --checksum`, `FROM --platform` other than the host, ONBUILD triggers of
-//! base images. There is no build cache and stages run sequentially.
+//! base images.
 
+pub mod cache;
 mod config;
 mod copy;
 pub mod pattern;
+pub mod progress;
+mod run;
 pub mod sandbox;
+mod state;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{BufRead, Write};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use strata_dockerfile::{
     Base, BuildPlan, Instruction, PlanOptions, PlannedStage, PlannedStep, Platform as DfPlatform,
-    RunScript,
 };
 use strata_image::document::StoredImage;
 use strata_image::{ImageError, NewLayer, commit_image, layer_io};
 use strata_layer::CreateOptions;
 use strata_oci::{Algorithm, Digest, Platform, Reference, media_types};
-use strata_store::{BlobRef, Store, StoreError};
+use strata_store::{BlobRef, BuildCacheRecord, CachedLayer, Store, StoreError};
 
+pub use progress::{Event, NoProgress, PlainProgress, Progress};
 pub use sandbox::{SandboxSpec, run_in_namespace};
+
+use crate::state::{LayerInfo, StageState};
 
 /// The `PATH` BuildKit gives a RUN (and a `FROM scratch` image) when none is set.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -64,6 +75,9 @@ pub enum BuildError {
         instruction: String,
         message: String,
     },
+    /// Another stage failed first, so this one stopped.
+    #[error("canceled: another stage failed")]
+    Canceled,
     #[error("{0}")]
     Other(String),
 }
@@ -90,6 +104,32 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// The strata executable, re-executed as the RUN sandbox (`__sandbox-run`).
     pub sandbox_exe: PathBuf,
+    /// `--no-cache`: run every step (new results still enter the cache).
+    pub no_cache: bool,
+    /// `--secret id=..,src=..`: secret id -> file.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--build-context name=path`: named local contexts for `COPY --from=name` and
+    /// `RUN --mount=from=name`.
+    pub build_contexts: BTreeMap<String, PathBuf>,
+}
+
+impl BuildOptions {
+    /// Options for building `context/Dockerfile` with everything else at its default.
+    pub fn new(context: &Path, sandbox_exe: &Path) -> BuildOptions {
+        BuildOptions {
+            context: context.to_path_buf(),
+            dockerfile: context.join("Dockerfile"),
+            build_args: BTreeMap::new(),
+            target: None,
+            tags: Vec::new(),
+            labels: Vec::new(),
+            source_date_epoch: None,
+            sandbox_exe: sandbox_exe.to_path_buf(),
+            no_cache: false,
+            secrets: BTreeMap::new(),
+            build_contexts: BTreeMap::new(),
+        }
+    }
 }
 
 /// What [`build`] produced.
@@ -100,139 +140,11 @@ pub struct BuildOutput {
     pub manifest: Digest,
 }
 
-#[derive(Debug, Clone)]
-struct LayerInfo {
-    blob: BlobRef,
-    diff_id: Digest,
-    sizes: layer_io::LayerSizes,
-}
-
-/// The state of a stage while it is being built.
-#[derive(Debug, Clone)]
-struct StageState {
-    /// The image config's `config` object.
-    config: Map<String, Value>,
-    author: Option<String>,
-    layers: Vec<LayerInfo>,
-    history: Vec<Value>,
-    /// Directories that, stacked bottom first, give the stage's root filesystem.
-    lowers: Vec<PathBuf>,
-    cmd_set: bool,
-}
-
-impl StageState {
-    fn scratch() -> StageState {
-        let mut config = Map::new();
-        config.insert("Env".into(), json!([format!("PATH={DEFAULT_PATH}")]));
-        config.insert("WorkingDir".into(), json!("/"));
-        StageState {
-            config,
-            author: None,
-            layers: Vec::new(),
-            history: Vec::new(),
-            lowers: Vec::new(),
-            cmd_set: false,
-        }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        config::env_pairs(&self.config)
-    }
-
-    fn workdir(&self) -> String {
-        match self.config.get("WorkingDir").and_then(Value::as_str) {
-            Some(w) if !w.is_empty() => w.to_string(),
-            _ => "/".to_string(),
-        }
-    }
-
-    fn shell(&self) -> Vec<String> {
-        match self.config.get("Shell").and_then(Value::as_array) {
-            Some(s) if !s.is_empty() => s
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            _ => vec!["/bin/sh".into(), "-c".into()],
-        }
-    }
-
-    /// `path` (absolute) with the symlinks of its directories resolved inside the stage's root
-    /// filesystem (absolute targets start at its root, `..` stops there); the last component
-    /// is resolved too when `follow_last`.
-    fn resolve_path(&self, path: &str, follow_last: bool) -> String {
-        let mut pending: Vec<String> = path
-            .split('/')
-            .rev()
-            .filter(|p| !p.is_empty())
-            .map(String::from)
-            .collect();
-        let mut resolved: Vec<String> = Vec::new();
-        let mut hops = 0;
-        while let Some(part) = pending.pop() {
-            match part.as_str() {
-                "." => continue,
-                ".." => {
-                    resolved.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            let is_last = pending.is_empty();
-            let candidate = format!("{}/{part}", resolved.join("/"));
-            let link = (!is_last || follow_last)
-                .then(|| self.rootfs_path(&candidate))
-                .flatten()
-                .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink()))
-                .and_then(|p| std::fs::read_link(p).ok());
-            match link {
-                Some(target) if hops < 255 => {
-                    hops += 1;
-                    let target = target.to_string_lossy().into_owned();
-                    if target.starts_with('/') {
-                        resolved.clear();
-                    }
-                    pending.extend(
-                        target
-                            .split('/')
-                            .rev()
-                            .filter(|p| !p.is_empty())
-                            .map(String::from),
-                    );
-                }
-                _ => resolved.push(part),
-            }
-        }
-        format!("/{}", resolved.join("/"))
-    }
-
-    /// The path of `rel` (relative to `/`) in the topmost directory that has it, unless a
-    /// whiteout hides it.
-    fn rootfs_path(&self, rel: &str) -> Option<PathBuf> {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let rel = rel.trim_start_matches('/');
-        for lower in self.lowers.iter().rev() {
-            let path = if rel.is_empty() {
-                lower.clone()
-            } else {
-                lower.join(rel)
-            };
-            if let Ok(meta) = std::fs::symlink_metadata(&path) {
-                if meta.file_type().is_char_device() && meta.rdev() == 0 {
-                    return None;
-                }
-                return Some(path);
-            }
-        }
-        None
-    }
-}
-
-/// Builds `options.dockerfile` into `store`; progress goes to `progress` in BuildKit's plain
-/// format.
+/// Builds `options.dockerfile` into `store`, reporting to `progress`.
 pub fn build(
     store: &Store,
     options: &BuildOptions,
-    progress: &mut dyn Write,
+    progress: &dyn Progress,
 ) -> Result<BuildOutput> {
     let text = std::fs::read_to_string(&options.dockerfile)
         .map_err(|e| io_err(format!("reading {}", options.dockerfile.display()), e))?;
@@ -255,7 +167,12 @@ pub fn build(
     let catalog = store.catalog()?;
     let mut images: HashMap<String, StoredImage> = HashMap::new();
     for stage in &first.stages {
-        let mut refs: Vec<(&String, bool)> = stage.image_refs.iter().map(|r| (r, false)).collect();
+        let mut refs: Vec<(&String, bool)> = stage
+            .image_refs
+            .iter()
+            .filter(|r| !options.build_contexts.contains_key(r.as_str()))
+            .map(|r| (r, false))
+            .collect();
         if let Base::Image(r) = &stage.base {
             refs.push((r, true));
         }
@@ -301,11 +218,11 @@ pub fn build(
     let plan = strata_dockerfile::plan(&df, &plan_options)?;
 
     if !plan.unused_build_args.is_empty() {
-        let _ = writeln!(
-            progress,
-            "[Warning] One or more build-args {:?} were not consumed",
+        let message = format!(
+            "One or more build-args {:?} were not consumed",
             plan.unused_build_args
         );
+        progress.event(&Event::Warning { message: &message });
     }
     let build_root = store.root().join("build");
     std::fs::create_dir_all(&build_root).map_err(|e| io_err(build_root.display(), e))?;
@@ -316,29 +233,45 @@ pub fn build(
         Utc::now().timestamp_nanos_opt().unwrap_or_default()
     ));
     std::fs::create_dir(&dir).map_err(|e| io_err(dir.display(), e))?;
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let cleanup = BuildDir {
+        path: dir.clone(),
+        mounts: Mutex::new(Vec::new()),
+    };
     let lock = store.lock_content_shared()?;
-    let mut builder = Builder {
+    let context = options
+        .context
+        .canonicalize()
+        .map_err(|e| io_err(options.context.display(), e))?;
+    let checksums =
+        cache::ChecksumCache::load(&store.root().join("build-cache/checksums"), &context);
+    let engine = Engine {
         store,
         options,
         df: &df,
         plan: &plan,
         images,
-        dir,
-        states: HashMap::new(),
-        stage_fs: HashMap::new(),
-        added: Vec::new(),
+        dir: &cleanup,
         progress,
-        step_number: 0,
-        sequence: 0,
+        sequence: AtomicUsize::new(0),
+        vertices: AtomicUsize::new(0),
+        added: Mutex::new(Vec::new()),
         created: created_time(options.source_date_epoch)?,
+        results: Mutex::new(HashMap::new()),
+        finished: Condvar::new(),
+        failed: AtomicBool::new(false),
+        stage_fs: Mutex::new(HashMap::new()),
+        checksums,
+        context_ignore: context_ignore(&options.context, &options.dockerfile)?,
+        no_ignore: pattern::IgnoreRules::default(),
+        new_cache: Mutex::new(Vec::new()),
     };
-    let result = builder.run();
-    let added = std::mem::take(&mut builder.added);
-    drop(builder);
+    let result = engine.run();
+    let _ = engine.checksums.save();
+    let added = std::mem::take(&mut *engine.added.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(engine);
+    drop(cleanup);
     drop(lock);
-    // On failure everything added goes; on success the layers of other stages, which no
-    // image references.
+    // On failure, what was added for the image itself goes (its layers stay in the cache).
     if !added.is_empty() {
         let _ = strata_image::gc::remove_unreferenced(store, &added);
     }
@@ -353,29 +286,48 @@ fn created_time(epoch: Option<i64>) -> Result<DateTime<Utc>> {
     }
 }
 
-struct RemoveOnDrop(PathBuf);
+/// The build's scratch directory; its overlay mounts are detached and the directory removed
+/// when the build ends.
+struct BuildDir {
+    path: PathBuf,
+    mounts: Mutex<Vec<PathBuf>>,
+}
 
-impl Drop for RemoveOnDrop {
+impl Drop for BuildDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let mounts = std::mem::take(&mut *self.mounts.lock().unwrap_or_else(|e| e.into_inner()));
+        for mount in mounts.iter().rev() {
+            let _ = rustix::mount::unmount(mount, rustix::mount::UnmountFlags::DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
-struct Builder<'a> {
+/// One build in progress; shared by the threads of its stages.
+pub(crate) struct Engine<'a> {
     store: &'a Store,
     options: &'a BuildOptions,
     df: &'a strata_dockerfile::Dockerfile,
     plan: &'a BuildPlan,
     images: HashMap<String, StoredImage>,
-    dir: PathBuf,
-    states: HashMap<usize, StageState>,
-    /// Materialised root filesystems of stages and images used by `COPY --from`.
-    stage_fs: HashMap<String, PathBuf>,
-    added: Vec<Digest>,
-    progress: &'a mut dyn Write,
-    step_number: usize,
-    sequence: usize,
+    dir: &'a BuildDir,
+    progress: &'a dyn Progress,
+    sequence: AtomicUsize,
+    vertices: AtomicUsize,
+    /// Blobs this build created (removed again when the build fails and nothing needs them).
+    added: Mutex<Vec<Digest>>,
     created: DateTime<Utc>,
+    /// Built stages by index.
+    results: Mutex<HashMap<usize, Arc<StageState>>>,
+    finished: Condvar,
+    failed: AtomicBool,
+    /// Read-only root filesystems of stages and images used by `COPY --from`, by name.
+    stage_fs: Mutex<HashMap<String, PathBuf>>,
+    checksums: cache::ChecksumCache,
+    context_ignore: pattern::IgnoreRules,
+    no_ignore: pattern::IgnoreRules,
+    /// Cache records of steps that ran, written once at the end.
+    new_cache: Mutex<Vec<(Digest, BuildCacheRecord)>>,
 }
 
 fn step_error(step: &PlannedStep, message: impl Into<String>) -> BuildError {
@@ -386,34 +338,143 @@ fn step_error(step: &PlannedStep, message: impl Into<String>) -> BuildError {
     }
 }
 
-impl Builder<'_> {
-    fn say(&mut self, line: impl AsRef<str>) {
-        let _ = writeln!(self.progress, "{}", line.as_ref());
-        let _ = self.progress.flush();
-    }
+/// What a layer step produced when it ran.
+struct StepOutcome {
+    /// The directory holding the layer's content (in snapshot form), if the step added one.
+    layer_dir: Option<(PathBuf, bool)>,
+    created_by: String,
+}
 
-    fn next_dir(&mut self, kind: &str) -> Result<PathBuf> {
-        self.sequence += 1;
-        let path = self.dir.join(format!("{kind}-{}", self.sequence));
+impl Engine<'_> {
+    fn next_dir(&self, kind: &str) -> Result<PathBuf> {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = self.dir.path.join(format!("{kind}-{n}"));
         std::fs::create_dir_all(&path).map_err(|e| io_err(path.display(), e))?;
         Ok(path)
     }
 
-    fn run(&mut self) -> Result<BuildOutput> {
-        let multi = self.plan.stages.len() > 1;
-        for stage in &self.plan.stages {
-            let state = self.start_stage(stage)?;
-            let state = self.build_stage(stage, state, multi)?;
-            self.states.insert(stage.index, state);
-        }
-        let state = self
-            .states
-            .remove(&self.plan.target)
-            .ok_or_else(|| BuildError::Other("the target stage was not built".into()))?;
-        self.export(state)
+    fn start_vertex(&self, name: &str) -> usize {
+        let vertex = self.vertices.fetch_add(1, Ordering::Relaxed) + 1;
+        self.progress.event(&Event::Started { vertex, name });
+        vertex
     }
 
-    fn start_stage(&mut self, stage: &PlannedStage) -> Result<StageState> {
+    fn log(&self, vertex: usize, started: Instant, line: &str) {
+        self.progress.event(&Event::Log {
+            vertex,
+            elapsed: started.elapsed(),
+            line,
+        });
+    }
+
+    fn run(&self) -> Result<BuildOutput> {
+        let errors: Vec<BuildError> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .plan
+                .stages
+                .iter()
+                .map(|stage| scope.spawn(move || self.stage_thread(stage)))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| match h.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some(BuildError::Other("a build thread panicked".into())),
+                })
+                .collect()
+        });
+        if let Some(error) = errors
+            .into_iter()
+            .find(|e| !matches!(e, BuildError::Canceled))
+        {
+            return Err(error);
+        }
+        let state = self
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.plan.target)
+            .cloned()
+            .ok_or_else(|| BuildError::Other("the target stage was not built".into()))?;
+        let records =
+            std::mem::take(&mut *self.new_cache.lock().unwrap_or_else(|e| e.into_inner()));
+        let output = self.export((*state).clone())?;
+        if !records.is_empty() {
+            self.store.update::<_, BuildError>(|catalog| {
+                for (key, record) in records {
+                    catalog.build_cache.insert(key, record);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(output)
+    }
+
+    fn stage_thread(&self, stage: &PlannedStage) -> Result<()> {
+        // Wait for the stages this one needs.
+        {
+            let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if self.failed.load(Ordering::SeqCst) {
+                    return Err(BuildError::Canceled);
+                }
+                if stage.depends_on.iter().all(|d| results.contains_key(d)) {
+                    break;
+                }
+                results = self
+                    .finished
+                    .wait(results)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        match self.build_stage(stage) {
+            Ok(state) => {
+                self.results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(stage.index, Arc::new(state));
+                self.finished.notify_all();
+                Ok(())
+            }
+            Err(e) => {
+                self.failed.store(true, Ordering::SeqCst);
+                // Taking the lock orders the flag before any waiter's next check.
+                drop(self.results.lock());
+                self.finished.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    fn stage_result(&self, index: usize) -> Option<Arc<StageState>> {
+        self.results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned()
+    }
+
+    /// The key every stage's chain starts from: what changes every layer of a build.
+    fn root_key(&self) -> cache::KeyBuilder {
+        let mut key = cache::KeyBuilder::new("stage");
+        let host = Platform::host();
+        key.add(format!(
+            "{}/{}/{}",
+            host.os,
+            host.architecture,
+            host.variant.as_deref().unwrap_or("")
+        ));
+        key.add(
+            self.options
+                .source_date_epoch
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        );
+        key
+    }
+
+    fn start_stage(&self, stage: &PlannedStage) -> Result<StageState> {
         let from = &self.df.stages[stage.index].from;
         if let Some(p) = &stage.platform {
             let host = Platform::host();
@@ -434,7 +495,11 @@ impl Builder<'_> {
             }
         }
         match &stage.base {
-            Base::Scratch => Ok(StageState::scratch()),
+            Base::Scratch => {
+                let mut key = self.root_key();
+                key.add("scratch");
+                Ok(StageState::scratch(key.finish()))
+            }
             Base::Stage(j) => {
                 let parent = &self.df.stages[*j];
                 if parent
@@ -451,7 +516,7 @@ impl Builder<'_> {
                         ),
                     });
                 }
-                let mut state = self.states.get(j).cloned().ok_or_else(|| {
+                let mut state = self.stage_result(*j).map(|s| (*s).clone()).ok_or_else(|| {
                     BuildError::Other(format!(
                         "stage {j} was not built before stage {}",
                         stage.index
@@ -497,7 +562,6 @@ impl Builder<'_> {
                         ),
                     });
                 }
-                let lowers = strata_image::snapshot::prepare(self.store, &image)?;
                 let catalog = self.store.catalog()?;
                 let mut layers = Vec::new();
                 for (blob, diff_id) in image.manifest.layers.iter().zip(&image.config.diff_ids) {
@@ -508,6 +572,8 @@ impl Builder<'_> {
                         sizes,
                     });
                 }
+                let mut key = self.root_key();
+                key.add("image").add(image.record.config.to_string());
                 Ok(StageState {
                     config: value
                         .get("config")
@@ -524,19 +590,17 @@ impl Builder<'_> {
                         .and_then(Value::as_array)
                         .cloned()
                         .unwrap_or_default(),
-                    lowers,
+                    lowers: Vec::new(),
                     cmd_set: false,
+                    key: key.finish(),
+                    new_history: 0,
                 })
             }
         }
     }
 
-    fn build_stage(
-        &mut self,
-        stage: &PlannedStage,
-        mut state: StageState,
-        multi: bool,
-    ) -> Result<StageState> {
+    fn build_stage(&self, stage: &PlannedStage) -> Result<StageState> {
+        let multi = self.plan.stages.len() > 1;
         let name = match (&stage.name, multi) {
             (Some(n), _) => format!("{n} "),
             (None, true) => format!("stage-{} ", stage.index),
@@ -544,375 +608,354 @@ impl Builder<'_> {
         };
         let total = stage.steps.len() + 1;
         let from_line = self.df.stages[stage.index].from.span.line;
-        self.step_number += 1;
-        let header = format!(
-            "#{} [{name}1/{total}] {}",
-            self.step_number,
-            self.df.line(from_line).trim()
-        );
-        self.say(header);
+        let header = format!("[{name}1/{total}] {}", self.df.line(from_line).trim());
+        let started = Instant::now();
+        let vertex = self.start_vertex(&header);
+        let mut state = match self.start_stage(stage) {
+            Ok(state) => state,
+            Err(e) => {
+                self.progress.event(&Event::Error {
+                    vertex,
+                    message: &e.to_string(),
+                });
+                return Err(e);
+            }
+        };
+        self.progress.event(&Event::Done {
+            vertex,
+            elapsed: started.elapsed(),
+        });
         for (i, step) in stage.steps.iter().enumerate() {
-            self.step_number += 1;
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(BuildError::Canceled);
+            }
             let header = format!(
-                "#{} [{name}{}/{total}] {}",
-                self.step_number,
+                "[{name}{}/{total}] {}",
                 i + 2,
                 self.df.line(step.span.line).trim()
             );
-            self.say(header);
+            let vertex = self.start_vertex(&header);
             let started = Instant::now();
-            self.dispatch(stage, step, &mut state)?;
-            let done = format!(
-                "#{} DONE {:.1}s",
-                self.step_number,
-                started.elapsed().as_secs_f64()
-            );
-            self.say(done);
+            match self.dispatch(vertex, step, &mut state) {
+                Ok(true) => self.progress.event(&Event::Cached { vertex }),
+                Ok(false) => self.progress.event(&Event::Done {
+                    vertex,
+                    elapsed: started.elapsed(),
+                }),
+                Err(e) => {
+                    if !matches!(e, BuildError::Step { .. }) || !self.reported_error(&e) {
+                        self.progress.event(&Event::Error {
+                            vertex,
+                            message: &e.to_string(),
+                        });
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(state)
     }
 
-    fn history(&self, state: &mut StageState, created_by: String, empty: bool) {
+    /// Whether the step already reported `error` itself (a failing RUN shows its output).
+    fn reported_error(&self, error: &BuildError) -> bool {
+        matches!(error, BuildError::Step { message, .. } if message.starts_with("process \""))
+    }
+
+    /// A history entry; `created` is `None` for metadata-only steps, which take the time of
+    /// the build's newest layer when the image is exported.
+    fn history(
+        &self,
+        state: &mut StageState,
+        created_by: String,
+        empty: bool,
+        created: Option<DateTime<Utc>>,
+    ) {
         let mut entry = Map::new();
-        entry.insert("created".into(), json!(go_time(&self.created)));
+        entry.insert(
+            "created".into(),
+            created.map_or(Value::Null, |t| json!(go_time(&t))),
+        );
         entry.insert("created_by".into(), json!(created_by));
         entry.insert("comment".into(), json!("buildkit.dockerfile.v0"));
         if empty {
             entry.insert("empty_layer".into(), json!(true));
         }
         state.history.push(Value::Object(entry));
+        state.new_history += 1;
     }
 
-    fn dispatch(
-        &mut self,
-        stage: &PlannedStage,
-        step: &PlannedStep,
-        state: &mut StageState,
-    ) -> Result<()> {
+    /// Runs one step; returns whether its result came from the cache.
+    fn dispatch(&self, vertex: usize, step: &PlannedStep, state: &mut StageState) -> Result<bool> {
+        let key = self.step_key(step, state)?;
         match &step.instruction {
-            Instruction::Run(run) => self.run_step(step, run, state),
-            Instruction::Copy(c) => {
-                if c.link {
-                    return Err(step_error(step, "--link is not supported yet"));
-                }
-                if c.parents {
-                    return Err(step_error(step, "--parents is not supported yet"));
-                }
-                if !c.exclude.is_empty() {
-                    return Err(step_error(step, "--exclude is not supported yet"));
-                }
-                let req = copy::CopyRequest {
-                    sources: &c.sources,
-                    heredocs: &c.heredocs,
-                    dest: &c.dest,
-                    from: c.from.as_deref(),
-                    chown: c.chown.as_deref(),
-                    chmod: c.chmod.as_deref(),
-                    is_add: false,
-                };
-                self.copy_step(stage, step, &req, state)
-            }
-            Instruction::Add(a) => {
-                if a.link {
-                    return Err(step_error(step, "--link is not supported yet"));
-                }
-                if a.checksum.is_some() {
-                    return Err(step_error(step, "--checksum is not supported yet"));
-                }
-                if a.keep_git_dir.is_some() {
-                    return Err(step_error(step, "--keep-git-dir is not supported yet"));
-                }
-                if !a.exclude.is_empty() {
-                    return Err(step_error(step, "--exclude is not supported yet"));
-                }
-                let req = copy::CopyRequest {
-                    sources: &a.sources,
-                    heredocs: &a.heredocs,
-                    dest: &a.dest,
-                    from: None,
-                    chown: a.chown.as_deref(),
-                    chmod: a.chmod.as_deref(),
-                    is_add: true,
-                };
-                self.copy_step(stage, step, &req, state)
+            Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
+                self.layer_step(vertex, step, state, key)
             }
             Instruction::Workdir(_) => {
-                let created_by =
-                    config::apply(&step.instruction, step, state)?.expect("WORKDIR has history");
-                self.workdir_step(step, state, created_by)
+                let created_by = config::apply(&step.instruction, step, state)?
+                    .ok_or_else(|| step_error(step, "WORKDIR without a history entry"))?;
+                self.layer_step_with(vertex, step, state, key, created_by)
             }
             other => {
                 let created_by = config::apply(other, step, state)?;
                 if let Some(created_by) = created_by {
-                    self.history(state, created_by, true);
+                    self.history(state, created_by, true, None);
                 }
-                Ok(())
+                if let Some(key) = key {
+                    state.key = key;
+                }
+                Ok(false)
             }
         }
     }
 
-    /// WORKDIR: like BuildKit's `mkdir -p` (owned by the current USER), a layer when the
-    /// directory is new, an empty-layer history entry otherwise.
-    fn workdir_step(
-        &mut self,
+    fn layer_step(
+        &self,
+        vertex: usize,
         step: &PlannedStep,
         state: &mut StageState,
-        created_by: String,
-    ) -> Result<()> {
-        let workdir = state.workdir();
-        let resolved = state.resolve_path(&workdir, true);
-        let exists = resolved == "/"
-            || state
-                .rootfs_path(&resolved)
-                .and_then(|p| std::fs::symlink_metadata(p).ok())
-                .is_some_and(|m| m.is_dir());
-        if exists {
-            self.history(state, created_by, true);
+        key: Option<Digest>,
+    ) -> Result<bool> {
+        self.layer_step_with(vertex, step, state, key, String::new())
+    }
+
+    /// A step that may add a layer: taken from the cache when its key is there, run otherwise.
+    fn layer_step_with(
+        &self,
+        vertex: usize,
+        step: &PlannedStep,
+        state: &mut StageState,
+        key: Option<Digest>,
+        workdir_created_by: String,
+    ) -> Result<bool> {
+        let hit = match &key {
+            Some(key) if !self.options.no_cache => self.cached(key)?,
+            _ => None,
+        };
+        if let (Some(record), Some(key)) = (hit, &key) {
+            if let Some(layer) = &record.layer {
+                let catalog = self.store.catalog()?;
+                let sizes =
+                    layer_io::measured_sizes(self.store, &catalog, &layer.blob, &layer.diff_id)?;
+                state.layers.push(LayerInfo {
+                    blob: layer.blob.clone(),
+                    diff_id: layer.diff_id.clone(),
+                    sizes,
+                });
+            }
+            let created = self
+                .options
+                .source_date_epoch
+                .map_or(record.created, |_| self.created);
+            self.history(
+                state,
+                record.created_by.clone(),
+                record.layer.is_none(),
+                Some(created),
+            );
+            state.key = key.clone();
+            return Ok(true);
+        }
+        self.ensure_lowers(state)?;
+        let outcome = match &step.instruction {
+            Instruction::Run(run) => {
+                let (upper, created_by) = run::run_step(self, vertex, step, run, state)?;
+                StepOutcome {
+                    layer_dir: Some((upper, true)),
+                    created_by,
+                }
+            }
+            Instruction::Copy(_) | Instruction::Add(_) => self.copy_step(step, state)?,
+            Instruction::Workdir(_) => self.workdir_step(step, state, workdir_created_by)?,
+            other => {
+                return Err(step_error(
+                    step,
+                    format!("{} does not add a layer", other.name()),
+                ));
+            }
+        };
+        let layer = match &outcome.layer_dir {
+            Some((dir, overlay_upper)) => {
+                let layer = self.commit_layer(dir, *overlay_upper)?;
+                let diff_ids: Vec<Digest> = state
+                    .layers
+                    .iter()
+                    .map(|l| l.diff_id.clone())
+                    .chain([layer.diff_id.clone()])
+                    .collect();
+                let chains = strata_image::snapshot::chain_ids(&diff_ids);
+                let chain = chains.last().expect("at least the new layer");
+                let parent = chains.len().checked_sub(2).map(|i| &chains[i]);
+                let fs =
+                    strata_image::snapshot::adopt(self.store, dir, chain, parent, &layer.diff_id)?;
+                state.lowers.push(fs);
+                state.layers.push(layer.clone());
+                Some(layer)
+            }
+            None => None,
+        };
+        self.history(
+            state,
+            outcome.created_by.clone(),
+            layer.is_none(),
+            Some(self.created),
+        );
+        if let Some(key) = key {
+            state.key = key.clone();
+            let now = Utc::now();
+            self.new_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((
+                    key,
+                    BuildCacheRecord {
+                        layer: layer.map(|l| CachedLayer {
+                            diff_id: l.diff_id,
+                            blob: l.blob,
+                        }),
+                        created_by: outcome.created_by,
+                        created: self.created,
+                        last_used: now,
+                    },
+                ));
+        } else {
+            // Not cacheable: nothing after it in this stage may come from the cache either.
+            let mut k = cache::KeyBuilder::new("uncacheable");
+            k.add(state.key.to_string()).add(Utc::now().to_rfc3339());
+            state.key = k.finish();
+        }
+        Ok(false)
+    }
+
+    /// The cache record of `key`, when its layer blob is still in the store.
+    fn cached(&self, key: &Digest) -> Result<Option<BuildCacheRecord>> {
+        let catalog = self.store.catalog()?;
+        let Some(record) = catalog.build_cache.get(key) else {
+            return Ok(None);
+        };
+        if let Some(layer) = &record.layer
+            && !self.store.has_blob(&layer.blob.digest)
+        {
+            return Ok(None);
+        }
+        Ok(Some(record.clone()))
+    }
+
+    /// The cache key of the state after `step`, or `None` when the step cannot be cached.
+    fn step_key(&self, step: &PlannedStep, state: &StageState) -> Result<Option<Digest>> {
+        let mut key = cache::KeyBuilder::new("step");
+        key.add(state.key.to_string());
+        key.add(format!("{:?}", step.instruction));
+        match &step.instruction {
+            Instruction::Run(run) => {
+                for (k, v) in &step.build_args {
+                    key.add(format!("{k}={v}"));
+                }
+                for mount in &run.mounts {
+                    if let strata_dockerfile::Mount::Bind(bind) = mount {
+                        let source = bind.source.as_deref().unwrap_or("");
+                        key.add(self.source_digest(step, bind.from.as_deref(), source)?);
+                    }
+                }
+            }
+            Instruction::Copy(c) => {
+                for source in &c.sources {
+                    key.add(self.source_digest(step, c.from.as_deref(), source)?);
+                }
+            }
+            Instruction::Add(a) => {
+                for source in &a.sources {
+                    if source.contains("://") || source.starts_with("git@") {
+                        return Ok(None);
+                    }
+                    key.add(self.source_digest(step, None, source)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(Some(key.finish()))
+    }
+
+    /// What a COPY (or bind mount) source reads: a stage's key, an image's ID, or a digest of
+    /// the context files under the source's fixed prefix.
+    fn source_digest(
+        &self,
+        step: &PlannedStep,
+        from: Option<&str>,
+        source: &str,
+    ) -> Result<String> {
+        let ephemeral;
+        let (root, ignore, checksums) = match from {
+            None => (
+                self.options.context.clone(),
+                &self.context_ignore,
+                &self.checksums,
+            ),
+            Some(name) => {
+                if let Some(index) = self.stage_index(name) {
+                    let state = self.stage_result(index).ok_or_else(|| {
+                        step_error(step, format!("--from={name}: the stage was not built"))
+                    })?;
+                    return Ok(format!("stage {}", state.key));
+                }
+                match self.options.build_contexts.get(name) {
+                    Some(dir) => {
+                        ephemeral = cache::ChecksumCache::ephemeral();
+                        (dir.clone(), &self.no_ignore, &ephemeral)
+                    }
+                    None => {
+                        let image = self.images.get(name).ok_or_else(|| {
+                            step_error(
+                                step,
+                                format!("--from={name}: image not found locally; pull it with `strata pull`"),
+                            )
+                        })?;
+                        return Ok(format!("image {}", image.record.config));
+                    }
+                }
+            }
+        };
+        let prefix = match cache::source_prefix(source) {
+            Some(p) if !cache::prefix_has_symlink(&root, &p) => p,
+            // Sources that leave the root or pass a symlink: digest everything.
+            _ => String::new(),
+        };
+        let digest = checksums
+            .tree_digest(&root, &prefix, ignore)
+            .map_err(|e| step_error(step, format!("reading {source}: {e}")))?;
+        Ok(format!("tree {digest}"))
+    }
+
+    fn stage_index(&self, name: &str) -> Option<usize> {
+        match name.parse::<usize>() {
+            Ok(n) if n < self.df.stages.len() => Some(n),
+            Ok(_) => None,
+            Err(_) => self.df.stages.iter().position(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            }),
+        }
+    }
+
+    /// Gives every layer of `state` its snapshot directory, unpacking what is missing.
+    fn ensure_lowers(&self, state: &mut StageState) -> Result<()> {
+        if state.lowers.len() == state.layers.len() {
             return Ok(());
         }
-        let user = state
-            .config
-            .get("User")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let (uid, gid) = copy::resolve_user(state, &user, false)
-            .map_err(|m| step_error(step, format!("USER {user}: {m}")))?;
-        let staging = self.next_dir("workdir")?;
-        copy::stage_workdir(&staging, &workdir, state, uid, gid, step)?;
-        let layer = self.commit_layer(&staging, false)?;
-        state.layers.push(layer);
-        state.lowers.push(staging);
-        self.history(state, created_by, false);
+        let stack: Vec<strata_image::snapshot::StackLayer<'_>> = state
+            .layers
+            .iter()
+            .map(|l| strata_image::snapshot::StackLayer {
+                blob: &l.blob,
+                diff_id: &l.diff_id,
+            })
+            .collect();
+        state.lowers = strata_image::snapshot::ensure(self.store, &stack)?;
         Ok(())
     }
 
-    fn run_step(
-        &mut self,
-        step: &PlannedStep,
-        run: &strata_dockerfile::Run,
-        state: &mut StageState,
-    ) -> Result<()> {
-        use strata_dockerfile::{NetworkMode, SecurityMode};
-        if !run.mounts.is_empty() || !run.mount_flags.is_empty() {
-            return Err(step_error(step, "--mount is not supported yet"));
-        }
-        if !rustix::process::geteuid().is_root() {
-            return Err(step_error(
-                step,
-                "RUN needs root (rootless builds are not supported yet)",
-            ));
-        }
-        if run.security == Some(SecurityMode::Insecure) {
-            return Err(step_error(step, "--security=insecure is not supported yet"));
-        }
-        let no_network = run.network == Some(NetworkMode::None);
-        let shell = state.shell();
-        let (argv, script, display) = match run.script() {
-            RunScript::Exec(v) => {
-                let display = v.join(" ");
-                (v, None, display)
-            }
-            RunScript::Shell(s) => {
-                let mut argv = shell.clone();
-                argv.push(s);
-                let display = argv.join(" ");
-                (argv, None, display)
-            }
-            RunScript::Shebang(body) => {
-                let name = run
-                    .heredocs
-                    .first()
-                    .map_or_else(|| "EOF".to_string(), |h| h.name.clone());
-                if name.contains('/') || name == "." || name == ".." {
-                    return Err(step_error(step, format!("invalid heredoc name {name:?}")));
-                }
-                let mut argv = shell.clone();
-                argv.push(format!("{}/{name}", sandbox::SCRIPT_DIR));
-                let display = argv.join(" ");
-                (argv, Some((name, body)), display)
-            }
-        };
-        if argv.is_empty() {
-            return Err(step_error(step, "empty command"));
-        }
-        // Environment: the image's, then build args ENV does not override.
-        let env = state.env();
-        let mut run_env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut history_args = Vec::new();
-        for (k, v) in &step.build_args {
-            let is_proxy = strata_dockerfile::plan::PROXY_ARGS.contains(&k.as_str());
-            match env.iter().find(|(ek, _)| ek == k) {
-                Some((_, ev)) => {
-                    if !is_proxy {
-                        history_args.push(format!("{k}={ev}"));
-                    }
-                }
-                None => {
-                    run_env.push(format!("{k}={v}"));
-                    if !is_proxy {
-                        history_args.push(format!("{k}={v}"));
-                    }
-                }
-            }
-        }
-        if !env.iter().any(|(k, _)| k == "PATH") {
-            run_env.push(format!("PATH={DEFAULT_PATH}"));
-        }
-        let mut created_by = String::from("RUN ");
-        if !history_args.is_empty() {
-            created_by.push_str(&format!(
-                "|{} {} ",
-                history_args.len(),
-                history_args.join(" ")
-            ));
-        }
-        created_by.push_str(&display);
-        created_by.push_str(" # buildkit");
-
-        let user = state
-            .config
-            .get("User")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let (uid, gid) = copy::resolve_user(state, &user, false)
-            .map_err(|m| step_error(step, format!("USER {user}: {m}")))?;
-
-        let dir = self.next_dir("run")?;
-        let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-        for d in [&upper, &work, &merged] {
-            std::fs::create_dir_all(d).map_err(|e| io_err(d.display(), e))?;
-        }
-        let hosts = dir.join("hosts");
-        std::fs::write(
-            &hosts,
-            format!(
-                "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n",
-                h = sandbox::HOSTNAME
-            ),
-        )
-        .map_err(|e| io_err(hosts.display(), e))?;
-        let resolv = dir.join("resolv.conf");
-        let resolv_text = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(&resolv, resolv_text).map_err(|e| io_err(resolv.display(), e))?;
-        let mut lowers: Vec<PathBuf> = state.lowers.iter().rev().cloned().collect();
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            std::fs::create_dir_all(&empty).map_err(|e| io_err(empty.display(), e))?;
-            lowers.push(empty);
-        }
-        let spec = SandboxSpec {
-            lowers,
-            upper: upper.clone(),
-            work: work.clone(),
-            merged: merged.clone(),
-            argv,
-            env: run_env,
-            cwd: state.workdir(),
-            uid,
-            gid,
-            hosts_file: hosts,
-            resolv_file: resolv,
-            script,
-            created_list: dir.join("created.json"),
-        };
-        let spec_path = dir.join("spec.json");
-        std::fs::write(
-            &spec_path,
-            serde_json::to_vec(&spec).expect("JSON values serialise"),
-        )
-        .map_err(|e| io_err(spec_path.display(), e))?;
-
-        let mut command = Command::new("unshare");
-        command.args([
-            "--mount",
-            "--pid",
-            "--ipc",
-            "--uts",
-            "--fork",
-            "--kill-child",
-        ]);
-        if no_network {
-            command.arg("--net");
-        }
-        command
-            .arg("--")
-            .arg(&self.options.sandbox_exe)
-            .arg("build")
-            .arg("__sandbox-run")
-            .arg(&spec_path);
-        let (reader, writer) = std::io::pipe().map_err(|e| io_err("creating a pipe", e))?;
-        let writer2 = writer
-            .try_clone()
-            .map_err(|e| io_err("creating a pipe", e))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(writer2))
-            .env_clear()
-            .env("PATH", DEFAULT_PATH);
-        let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| step_error(step, format!("starting the sandbox (unshare): {e}")))?;
-        drop(command);
-        let mut tail: VecDeque<String> = VecDeque::new();
-        let mut lines = std::io::BufReader::new(reader);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match lines.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches('\n').to_string();
-                    let out = format!(
-                        "#{} {:.3} {line}",
-                        self.step_number,
-                        started.elapsed().as_secs_f64()
-                    );
-                    self.say(out);
-                    tail.push_back(line);
-                    if tail.len() > 10 {
-                        tail.pop_front();
-                    }
-                }
-            }
-        }
-        let status = child
-            .wait()
-            .map_err(|e| step_error(step, format!("waiting for the sandbox: {e}")))?;
-        if !status.success() {
-            let code = status.code().unwrap_or(-1);
-            let original = self.df.line(step.span.line).trim().to_string();
-            self.say(format!(
-                "#{} ERROR: process \"{display}\" did not complete successfully: exit code: {code}",
-                self.step_number
-            ));
-            self.say("------");
-            self.say(format!(" > {original}:"));
-            for line in &tail {
-                self.say(line);
-            }
-            self.say("------");
-            return Err(step_error(
-                step,
-                format!("process \"{display}\" did not complete successfully: exit code: {code}"),
-            ));
-        }
-        sandbox::remove_created_mountpoints(&upper, &spec.created_list);
-        prune_untouched_copy_ups(&upper, &spec.created_list, state);
-        let _ = std::fs::remove_dir_all(&work);
-        let _ = std::fs::remove_dir(&merged);
-        let layer = self.commit_layer(&upper, true)?;
-        state.layers.push(layer);
-        state.lowers.push(upper);
-        self.history(state, created_by, false);
-        Ok(())
-    }
-
-    fn commit_layer(&mut self, dir: &Path, overlay_upper: bool) -> Result<LayerInfo> {
+    fn commit_layer(&self, dir: &Path, overlay_upper: bool) -> Result<LayerInfo> {
         let writer = self.store.blob_writer(Algorithm::Sha256)?;
         let create = CreateOptions {
             source_date_epoch: self.options.source_date_epoch,
@@ -921,7 +964,10 @@ impl Builder<'_> {
         let (writer, _) = strata_layer::write_layer(dir, &create, writer)?;
         let blob = writer.commit(None)?;
         if blob.created {
-            self.added.push(blob.digest.clone());
+            self.added
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(blob.digest.clone());
         }
         let blob_ref = BlobRef {
             media_type: media_types::OCI_LAYER.to_string(),
@@ -936,55 +982,140 @@ impl Builder<'_> {
         })
     }
 
-    /// The root filesystem of a stage or image named by `COPY --from`, applied into a
-    /// directory once per build.
-    fn source_fs(&mut self, step: &PlannedStep, from: &str) -> Result<PathBuf> {
-        if let Some(path) = self.stage_fs.get(from) {
+    /// WORKDIR: like BuildKit's `mkdir -p` (owned by the current USER), a layer when the
+    /// directory is new, an empty-layer history entry otherwise.
+    fn workdir_step(
+        &self,
+        step: &PlannedStep,
+        state: &StageState,
+        created_by: String,
+    ) -> Result<StepOutcome> {
+        let workdir = state.workdir();
+        let resolved = state.resolve_path(&workdir, true);
+        let exists = resolved == "/"
+            || state
+                .rootfs_path(&resolved)
+                .and_then(|p| std::fs::symlink_metadata(p).ok())
+                .is_some_and(|m| m.is_dir());
+        if exists {
+            return Ok(StepOutcome {
+                layer_dir: None,
+                created_by,
+            });
+        }
+        let user = state
+            .config
+            .get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let (uid, gid) = copy::resolve_user(state, &user, false)
+            .map_err(|m| step_error(step, format!("USER {user}: {m}")))?;
+        let staging = self.next_dir("workdir")?;
+        copy::stage_workdir(&staging, &workdir, state, uid, gid, step)?;
+        Ok(StepOutcome {
+            layer_dir: Some((staging, false)),
+            created_by,
+        })
+    }
+
+    /// The root filesystem a `COPY --from` (or a bind mount's `from`) reads: a named build
+    /// context, or a read-only overlay of a stage's or an image's snapshots, made once per
+    /// build.
+    fn source_fs(&self, step: &PlannedStep, from: &str) -> Result<PathBuf> {
+        if let Some(dir) = self.options.build_contexts.get(from) {
+            return Ok(dir.clone());
+        }
+        if let Some(path) = self
+            .stage_fs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(from)
+        {
             return Ok(path.clone());
         }
-        let stage_index = match from.parse::<usize>() {
-            Ok(n) => Some(n),
-            Err(_) => self.df.stages.iter().position(|s| {
-                s.name
-                    .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(from))
-            }),
-        };
-        let target = self.next_dir("from")?;
-        match stage_index {
+        let lowers = match self.stage_index(from) {
             Some(index) => {
-                let state = self.states.get(&index).ok_or_else(|| {
+                let state = self.stage_result(index).ok_or_else(|| {
                     step_error(step, format!("--from={from}: the stage was not built"))
                 })?;
-                let options = strata_layer::ApplyOptions::default();
-                for layer in &state.layers {
-                    let mut reader = layer_io::open_layer(self.store, &layer.blob)?;
-                    strata_layer::apply_layer(&target, &mut reader, &options)?;
-                }
+                let mut state = (*state).clone();
+                self.ensure_lowers(&mut state)?;
+                state.lowers
             }
             None => {
-                if !self.images.contains_key(from) {
-                    return Err(step_error(
+                let image = self.images.get(from).ok_or_else(|| {
+                    step_error(
                         step,
                         format!(
                             "--from={from}: image not found locally; pull it with `strata pull`"
                         ),
-                    ));
-                }
-                strata_image::unpack(self.store, from, &target)?;
+                    )
+                })?;
+                strata_image::snapshot::prepare(self.store, image)?
             }
-        }
-        self.stage_fs.insert(from.to_string(), target.clone());
+        };
+        let target = self.next_dir("from")?;
+        self.mount_read_only(&lowers, &target)
+            .map_err(|e| step_error(step, format!("--from={from}: {e}")))?;
+        self.stage_fs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(from.to_string(), target.clone());
         Ok(target)
     }
 
-    fn copy_step(
-        &mut self,
-        _stage: &PlannedStage,
-        step: &PlannedStep,
-        req: &copy::CopyRequest<'_>,
-        state: &mut StageState,
-    ) -> Result<()> {
+    /// Mounts the snapshot stack `lowers` (bottom first) read-only at `target`. The build runs
+    /// in its own mount namespace (`strata build` re-executes itself under `unshare`), so
+    /// these mounts vanish with it even when it is killed.
+    fn mount_read_only(
+        &self,
+        lowers: &[PathBuf],
+        target: &Path,
+    ) -> std::result::Result<(), String> {
+        // overlayfs needs two lower directories when it has no upper one.
+        let empty = self.dir.path.join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
+        let mut dirs: Vec<String> = lowers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
+        dirs.push(empty.display().to_string());
+        if dirs.iter().any(|d| d.contains([':', ','])) {
+            return Err("a snapshot path contains ':' or ',', which overlayfs cannot take".into());
+        }
+        let data = format!("lowerdir={}", dirs.join(":"));
+        if data.len() >= 4000 {
+            return Err(format!(
+                "{} layers do not fit in one overlay mount's options; images this deep are not supported yet",
+                lowers.len()
+            ));
+        }
+        let data = std::ffi::CString::new(data).map_err(|e| e.to_string())?;
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::RDONLY,
+            data.as_c_str(),
+        )
+        .map_err(|e| {
+            format!(
+                "mounting the source's layers at {}: {e} (strata build needs root and its own mount namespace)",
+                target.display()
+            )
+        })?;
+        self.dir
+            .mounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(target.to_path_buf());
+        Ok(())
+    }
+
+    fn copy_step(&self, step: &PlannedStep, state: &StageState) -> Result<StepOutcome> {
+        let req = copy::CopyRequest::from_instruction(step)?;
         let source_root = match req.from {
             Some(from) => copy::SourceRoot {
                 dir: self.source_fs(step, from)?,
@@ -992,7 +1123,7 @@ impl Builder<'_> {
             },
             None => copy::SourceRoot {
                 dir: self.options.context.clone(),
-                ignore: context_ignore(&self.options.context, &self.options.dockerfile)?,
+                ignore: self.context_ignore.clone(),
             },
         };
         let source_root = copy::SourceRoot {
@@ -1004,15 +1135,14 @@ impl Builder<'_> {
         };
         let staging = self.next_dir("copy")?;
         let heredoc_dir = self.next_dir("heredoc")?;
-        let created_by = copy::stage_copy(req, &source_root, &heredoc_dir, &staging, state, step)?;
-        let layer = self.commit_layer(&staging, false)?;
-        state.layers.push(layer);
-        state.lowers.push(staging);
-        self.history(state, created_by, false);
-        Ok(())
+        let created_by = copy::stage_copy(&req, &source_root, &heredoc_dir, &staging, state, step)?;
+        Ok(StepOutcome {
+            layer_dir: Some((staging, false)),
+            created_by,
+        })
     }
 
-    fn export(&mut self, mut state: StageState) -> Result<BuildOutput> {
+    fn export(&self, mut state: StageState) -> Result<BuildOutput> {
         if !self.options.labels.is_empty() {
             let labels = state
                 .config
@@ -1022,10 +1152,30 @@ impl Builder<'_> {
                 *labels = Value::Object(Map::new());
             }
             for (k, v) in &self.options.labels {
-                labels
-                    .as_object_mut()
-                    .expect("checked above")
-                    .insert(k.clone(), json!(v));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert(k.clone(), json!(v));
+                }
+            }
+        }
+        // Metadata-only history entries, and the image, take the time of the newest layer
+        // this build made or reused, so an unchanged build gives the same image ID.
+        let new_from = state.history.len().saturating_sub(state.new_history);
+        let newest = state.history[new_from..]
+            .iter()
+            .filter_map(|h| h.get("created").and_then(Value::as_str))
+            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .max()
+            .unwrap_or(self.created);
+        let newest = self
+            .options
+            .source_date_epoch
+            .map_or(newest, |_| self.created);
+        for entry in &mut state.history[new_from..] {
+            if let Some(entry) = entry.as_object_mut()
+                && entry.get("created").is_none_or(Value::is_null)
+            {
+                entry.insert("created".into(), json!(go_time(&newest)));
             }
         }
         let host = Platform::host();
@@ -1038,7 +1188,7 @@ impl Builder<'_> {
             "config".into(),
             Value::Object(config::ordered(&state.config)),
         );
-        image.insert("created".into(), json!(go_time(&self.created)));
+        image.insert("created".into(), json!(go_time(&newest)));
         image.insert("history".into(), Value::Array(state.history.clone()));
         image.insert("os".into(), json!(host.os));
         image.insert(
@@ -1051,7 +1201,8 @@ impl Builder<'_> {
         if let Some(variant) = &host.variant {
             image.insert("variant".into(), json!(variant));
         }
-        let config_bytes = serde_json::to_vec(&Value::Object(image)).expect("JSON serialises");
+        let config_bytes = serde_json::to_vec(&Value::Object(image))
+            .map_err(|e| BuildError::Other(format!("encoding the image config: {e}")))?;
         let layers: Vec<NewLayer> = state
             .layers
             .iter()
@@ -1061,27 +1212,40 @@ impl Builder<'_> {
                 sizes: l.sizes,
             })
             .collect();
+        let started = Instant::now();
+        let vertex = self.start_vertex("exporting to image");
+        let mut added = self.added.lock().unwrap_or_else(|e| e.into_inner());
         let committed = commit_image(
             self.store,
             &config_bytes,
             &layers,
             &self.options.tags,
-            &mut self.added,
+            &mut added,
         )?;
-        self.step_number += 1;
-        let n = self.step_number;
-        self.say(format!("#{n} exporting to image"));
-        self.say(format!("#{n} exporting layers done"));
-        self.say(format!(
-            "#{n} exporting manifest {} done",
-            committed.manifest
-        ));
-        self.say(format!("#{n} exporting config {} done", committed.id));
-        self.say(format!("#{n} writing image {} done", committed.id));
+        drop(added);
+        self.log(vertex, started, "exporting layers done");
+        self.log(
+            vertex,
+            started,
+            &format!("exporting manifest {} done", committed.manifest),
+        );
+        self.log(
+            vertex,
+            started,
+            &format!("exporting config {} done", committed.id),
+        );
+        self.log(
+            vertex,
+            started,
+            &format!("writing image {} done", committed.id),
+        );
         for tag in &self.options.tags {
-            self.say(format!("#{n} naming to {tag} done"));
+            self.log(vertex, started, &format!("naming to {tag} done"));
         }
-        self.say(format!("#{n} DONE"));
+        self.progress.event(&Event::Done {
+            vertex,
+            elapsed: started.elapsed(),
+        });
         Ok(BuildOutput {
             image_id: committed.id,
             manifest: committed.manifest,
@@ -1113,7 +1277,7 @@ fn context_ignore(context: &Path, dockerfile: &Path) -> Result<pattern::IgnoreRu
 /// else changed that directory (empty in the upper dir, same mode and owner as below, not
 /// opaque; its mtime changed with the mount point itself),
 /// it is removed so the layer does not carry it.
-fn prune_untouched_copy_ups(upper: &Path, created_list: &Path, state: &StageState) {
+pub(crate) fn prune_untouched_copy_ups(upper: &Path, created_list: &Path, state: &StageState) {
     use std::os::unix::fs::MetadataExt;
     let Ok(bytes) = std::fs::read(created_list) else {
         return;

@@ -27,8 +27,7 @@ pub struct BuildArgs {
     /// Set the target build stage to build
     #[arg(long)]
     target: Option<String>,
-    /// Do not use cache when building the image (accepted; this version has no build cache
-    /// and always builds every step)
+    /// Do not use cache when building the image
     #[arg(long)]
     no_cache: bool,
     /// Write the image ID to the file
@@ -122,6 +121,10 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         ),
         _ => None,
     };
+    let exe = std::env::current_exe().context("locating the strata executable")?;
+    if rustix::process::geteuid().is_root() && std::env::var_os(PRIVATE_MOUNTS_ENV).is_none() {
+        return rerun_in_private_mount_namespace(&exe);
+    }
     let options = strata_build::BuildOptions {
         context,
         dockerfile,
@@ -130,13 +133,17 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         tags,
         labels,
         source_date_epoch,
-        sandbox_exe: std::env::current_exe().context("locating the strata executable")?,
+        sandbox_exe: exe,
+        no_cache: args.no_cache,
+        secrets: BTreeMap::new(),
+        build_contexts: BTreeMap::new(),
     };
     let store = Store::open(root).with_context(|| format!("opening store {}", root.display()))?;
     let output = if quiet {
-        strata_build::build(&store, &options, &mut std::io::sink())?
+        strata_build::build(&store, &options, &strata_build::NoProgress)?
     } else {
-        strata_build::build(&store, &options, &mut std::io::stderr().lock())?
+        let progress = strata_build::PlainProgress::new(std::io::stderr());
+        strata_build::build(&store, &options, &progress)?
     };
     if let Some(path) = &args.iidfile {
         std::fs::write(path, output.image_id.to_string())
@@ -146,4 +153,23 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         println!("{}", output.image_id);
     }
     Ok(())
+}
+
+/// Set in the re-executed build, which runs in its own mount namespace.
+const PRIVATE_MOUNTS_ENV: &str = "STRATA_BUILD_PRIVATE_MOUNTS";
+
+/// Runs this same command again in a private mount namespace (util-linux `unshare`), so the
+/// overlay mounts the build makes belong to it alone and vanish when it ends, however it ends.
+fn rerun_in_private_mount_namespace(exe: &Path) -> Result<()> {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(PRIVATE_MOUNTS_ENV, "1");
+    let status = command
+        .status()
+        .context("running the build in a private mount namespace (util-linux unshare)")?;
+    let _ = std::io::stdout().flush();
+    std::process::exit(status.code().unwrap_or(130));
 }

@@ -32,12 +32,18 @@ fn blobs_of(store: &Store, record: &ImageRecord, into: &mut BTreeSet<Digest>) {
     }
 }
 
-/// Every blob some image record in `catalog` needs.
+/// Every blob some image record or build cache record in `catalog` needs.
 pub fn referenced_blobs(store: &Store, catalog: &Catalog) -> BTreeSet<Digest> {
     let mut referenced = BTreeSet::new();
     for record in catalog.images.values() {
         blobs_of(store, record, &mut referenced);
     }
+    referenced.extend(
+        catalog
+            .build_cache
+            .values()
+            .filter_map(|r| r.layer.as_ref().map(|l| l.blob.digest.clone())),
+    );
     referenced
 }
 

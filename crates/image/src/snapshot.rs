@@ -73,6 +73,93 @@ pub fn prepare(store: &Store, image: &StoredImage) -> Result<Vec<PathBuf>> {
     Ok(chains.iter().map(|c| snapshot_fs(store, c)).collect())
 }
 
+/// One layer of a stack for [`ensure`]: its stored blob and diffID.
+pub struct StackLayer<'a> {
+    pub blob: &'a strata_store::BlobRef,
+    pub diff_id: &'a Digest,
+}
+
+/// The snapshot directories of a layer stack (bottom first), unpacking the missing ones. Like
+/// [`prepare`] for layers that belong to no image yet (a build's intermediate layers).
+pub fn ensure(store: &Store, layers: &[StackLayer<'_>]) -> Result<Vec<PathBuf>> {
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let chains = chain_ids(&diff_ids);
+    let dir = store.snapshots_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| ImageError::io(dir.display().to_string(), e))?;
+    let catalog = store.catalog()?;
+    let mut new_records = Vec::new();
+    for (index, layer) in layers.iter().enumerate() {
+        let chain = &chains[index];
+        let target = dir.join(chain.hex());
+        if !target.join("fs").is_dir() {
+            unpack_snapshot(store, layer.blob, layer.diff_id, &target)?;
+        }
+        if !catalog.snapshots.contains_key(chain) {
+            new_records.push((
+                chain.clone(),
+                SnapshotRecord {
+                    diff_id: layer.diff_id.clone(),
+                    parent: index.checked_sub(1).map(|i| chains[i].clone()),
+                    created_at: chrono::Utc::now(),
+                },
+            ));
+        }
+    }
+    record(store, new_records)?;
+    Ok(chains.iter().map(|c| snapshot_fs(store, c)).collect())
+}
+
+/// Makes `dir` (a layer's content in snapshot form: overlay whiteouts, on the store's file
+/// system) the snapshot of `chain`, by renaming it; when that snapshot exists already, `dir`
+/// is left alone. Returns the snapshot's `fs` directory.
+pub fn adopt(
+    store: &Store,
+    dir: &std::path::Path,
+    chain: &Digest,
+    parent: Option<&Digest>,
+    diff_id: &Digest,
+) -> Result<PathBuf> {
+    let snapshots = store.snapshots_dir();
+    std::fs::create_dir_all(&snapshots)
+        .map_err(|e| ImageError::io(snapshots.display().to_string(), e))?;
+    let target = snapshots.join(chain.hex());
+    if !target.join("fs").is_dir() {
+        let temp = snapshots.join(format!(".tmp-{}-adopt-{}", std::process::id(), chain.hex()));
+        let _ = std::fs::remove_dir_all(&temp);
+        std::fs::create_dir(&temp).map_err(|e| ImageError::io(temp.display().to_string(), e))?;
+        std::fs::rename(dir, temp.join("fs"))
+            .map_err(|e| ImageError::io(format!("moving {} into a snapshot", dir.display()), e))?;
+        if std::fs::rename(&temp, &target).is_err() {
+            // Another build made the same snapshot first: identical content, keep theirs.
+            let _ = std::fs::remove_dir_all(&temp);
+        }
+    }
+    record(
+        store,
+        vec![(
+            chain.clone(),
+            SnapshotRecord {
+                diff_id: diff_id.clone(),
+                parent: parent.cloned(),
+                created_at: chrono::Utc::now(),
+            },
+        )],
+    )?;
+    Ok(snapshot_fs(store, chain))
+}
+
+fn record(store: &Store, records: Vec<(Digest, SnapshotRecord)>) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    store.update::<_, ImageError>(|catalog| {
+        for (chain, record) in records {
+            catalog.snapshots.entry(chain).or_insert(record);
+        }
+        Ok(())
+    })
+}
+
 /// Applies one layer into a private directory and renames it into place, so a snapshot
 /// directory is either absent or complete.
 fn unpack_snapshot(

@@ -70,6 +70,30 @@ pub struct Catalog {
     pub layers: BTreeMap<Digest, LayerRecord>,
     /// chainID -> unpacked layer snapshot.
     pub snapshots: BTreeMap<Digest, SnapshotRecord>,
+    /// Build cache key -> what that build step produced.
+    pub build_cache: BTreeMap<Digest, BuildCacheRecord>,
+}
+
+/// The outcome of one cached build step, keyed by the step's cache key (a digest over the
+/// parent key, the instruction and the content it reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildCacheRecord {
+    /// The layer the step added; `None` when it changed only metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<CachedLayer>,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+    /// The history entry's `created` time, reused on every hit so a cached build gives the
+    /// same image ID.
+    pub created: DateTime<Utc>,
+    pub last_used: DateTime<Utc>,
+}
+
+/// A layer a build step produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLayer {
+    pub diff_id: Digest,
+    pub blob: BlobRef,
 }
 
 /// One layer unpacked for overlayfs under `snapshots/<chainID hex>/fs`: its own changes only,

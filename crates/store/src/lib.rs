@@ -18,7 +18,10 @@ mod lock;
 mod meta;
 
 pub use blobs::{BlobWriter, Ingested};
-pub use catalog::{BlobRef, Catalog, ImageRecord, LayerRecord, Resolved, SnapshotRecord};
+pub use catalog::{
+    BlobRef, BuildCacheRecord, CachedLayer, Catalog, ImageRecord, LayerRecord, Resolved,
+    SnapshotRecord,
+};
 pub use error::StoreError;
 pub use lock::ContentLock;
 

@@ -16,6 +16,7 @@ const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
 const LAYERS: TableDefinition<&str, &str> = TableDefinition::new("layers");
 const SNAPSHOTS: TableDefinition<&str, &str> = TableDefinition::new("snapshots");
+const BUILD_CACHE: TableDefinition<&str, &str> = TableDefinition::new("build_cache");
 const INFO: TableDefinition<&str, &str> = TableDefinition::new("info");
 
 const FORMAT_KEY: &str = "format_version";
@@ -86,6 +87,7 @@ fn read_catalog<T: ReadableTable<&'static str, &'static str>>(
     images: &T,
     layers: &T,
     snapshots: Option<&T>,
+    build_cache: Option<&T>,
 ) -> Result<Catalog> {
     let mut catalog = Catalog::default();
     for item in tags.iter().map_err(|e| StoreError::db(path, e))? {
@@ -104,6 +106,9 @@ fn read_catalog<T: ReadableTable<&'static str, &'static str>>(
     if let Some(snapshots) = snapshots {
         catalog.snapshots = read_map(path, snapshots)?;
     }
+    if let Some(build_cache) = build_cache {
+        catalog.build_cache = read_map(path, build_cache)?;
+    }
     Ok(catalog)
 }
 
@@ -118,10 +123,16 @@ pub(crate) fn load(store: &Store) -> Result<Catalog> {
         Err(e) => Err(StoreError::db(&path, e)),
     };
     let snapshots = open_table(SNAPSHOTS)?;
+    let build_cache = open_table(BUILD_CACHE)?;
     match (open_table(TAGS)?, open_table(IMAGES)?, open_table(LAYERS)?) {
-        (Some(tags), Some(images), Some(layers)) => {
-            read_catalog(&path, &tags, &images, &layers, snapshots.as_ref())
-        }
+        (Some(tags), Some(images), Some(layers)) => read_catalog(
+            &path,
+            &tags,
+            &images,
+            &layers,
+            snapshots.as_ref(),
+            build_cache.as_ref(),
+        ),
         _ => Ok(Catalog::default()),
     }
 }
@@ -146,7 +157,17 @@ pub(crate) fn update<T, E: From<StoreError>>(
         let mut snapshots = txn
             .open_table(SNAPSHOTS)
             .map_err(|e| StoreError::db(&path, e))?;
-        let before = read_catalog(&path, &tags, &images, &layers, Some(&snapshots))?;
+        let mut build_cache = txn
+            .open_table(BUILD_CACHE)
+            .map_err(|e| StoreError::db(&path, e))?;
+        let before = read_catalog(
+            &path,
+            &tags,
+            &images,
+            &layers,
+            Some(&snapshots),
+            Some(&build_cache),
+        )?;
         let mut after = before.clone();
         let value = change(&mut after)?;
         write_diff(&path, &mut tags, &before.tags, &after.tags, |d| {
@@ -159,6 +180,13 @@ pub(crate) fn update<T, E: From<StoreError>>(
             &mut snapshots,
             &before.snapshots,
             &after.snapshots,
+            to_json,
+        )?;
+        write_diff(
+            &path,
+            &mut build_cache,
+            &before.build_cache,
+            &after.build_cache,
             to_json,
         )?;
         (value, after)
