@@ -224,11 +224,13 @@ impl ChecksumCache {
             if !excluded {
                 key.add("d").add(rel).add(&mode);
             }
-            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(path)?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<std::io::Result<_>>()?;
-            names.sort();
-            for name in names {
+            // Entries' metadata comes from fstatat on the open directory: no path walks.
+            let mut entries: Vec<(std::ffi::OsString, std::fs::Metadata)> =
+                std::fs::read_dir(path)?
+                    .map(|e| e.and_then(|e| Ok((e.file_name(), e.metadata()?))))
+                    .collect::<std::io::Result<_>>()?;
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, child_meta) in entries {
                 let name_str = name.to_string_lossy();
                 let child_rel = if rel.is_empty() {
                     name_str.into_owned()
@@ -236,7 +238,6 @@ impl ChecksumCache {
                     format!("{rel}/{name_str}")
                 };
                 let child = path.join(&name);
-                let child_meta = std::fs::symlink_metadata(&child)?;
                 self.walk(root, &child_rel, &child, &child_meta, ignore, key)?;
             }
         } else if ft.is_symlink() {

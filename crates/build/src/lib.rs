@@ -263,6 +263,7 @@ pub fn build(
         checksums,
         context_ignore: context_ignore(&options.context, &options.dockerfile)?,
         no_ignore: pattern::IgnoreRules::default(),
+        catalog,
         new_cache: Mutex::new(Vec::new()),
     };
     let result = engine.run();
@@ -326,6 +327,8 @@ pub(crate) struct Engine<'a> {
     checksums: cache::ChecksumCache,
     context_ignore: pattern::IgnoreRules,
     no_ignore: pattern::IgnoreRules,
+    /// The catalog as the build found it (build cache lookups, layer sizes).
+    catalog: strata_store::Catalog,
     /// Cache records of steps that ran, written once at the end.
     new_cache: Mutex<Vec<(Digest, BuildCacheRecord)>>,
 }
@@ -562,10 +565,9 @@ impl Engine<'_> {
                         ),
                     });
                 }
-                let catalog = self.store.catalog()?;
                 let mut layers = Vec::new();
                 for (blob, diff_id) in image.manifest.layers.iter().zip(&image.config.diff_ids) {
-                    let sizes = layer_io::measured_sizes(self.store, &catalog, blob, diff_id)?;
+                    let sizes = layer_io::measured_sizes(self.store, &self.catalog, blob, diff_id)?;
                     layers.push(LayerInfo {
                         blob: blob.clone(),
                         diff_id: diff_id.clone(),
@@ -734,13 +736,13 @@ impl Engine<'_> {
         };
         if let (Some(record), Some(key)) = (hit, &key) {
             if let Some(layer) = &record.layer {
-                let catalog = self.store.catalog()?;
-                let sizes =
-                    layer_io::measured_sizes(self.store, &catalog, &layer.blob, &layer.diff_id)?;
                 state.layers.push(LayerInfo {
                     blob: layer.blob.clone(),
                     diff_id: layer.diff_id.clone(),
-                    sizes,
+                    sizes: layer_io::LayerSizes {
+                        uncompressed: layer.uncompressed_size,
+                        content: layer.content_size,
+                    },
                 });
             }
             let created = self
@@ -812,6 +814,8 @@ impl Engine<'_> {
                         layer: layer.map(|l| CachedLayer {
                             diff_id: l.diff_id,
                             blob: l.blob,
+                            uncompressed_size: l.sizes.uncompressed,
+                            content_size: l.sizes.content,
                         }),
                         created_by: outcome.created_by,
                         created: self.created,
@@ -829,8 +833,7 @@ impl Engine<'_> {
 
     /// The cache record of `key`, when its layer blob is still in the store.
     fn cached(&self, key: &Digest) -> Result<Option<BuildCacheRecord>> {
-        let catalog = self.store.catalog()?;
-        let Some(record) = catalog.build_cache.get(key) else {
+        let Some(record) = self.catalog.build_cache.get(key) else {
             return Ok(None);
         };
         if let Some(layer) = &record.layer

@@ -57,6 +57,14 @@ pub fn commit_image(
     let key = manifest_blob.digest.clone();
     let now = Utc::now();
     store.update::<_, ImageError>(|catalog| {
+        // Re-tagging with tags that already point here changes nothing (no write at all).
+        let retagged = tags.iter().any(|t| {
+            catalog
+                .tags
+                .get(&t.without_digest().with_default_tag().to_string())
+                != Some(&key)
+        });
+        let previous = catalog.images.get(&key);
         let record = ImageRecord {
             target: BlobRef {
                 media_type: media_types::OCI_MANIFEST.to_string(),
@@ -65,13 +73,14 @@ pub fn commit_image(
             },
             manifest: key.clone(),
             config: config_blob.digest.clone(),
-            added_at: catalog
-                .images
-                .get(&key)
-                .map_or(now, |existing| existing.added_at),
-            last_tag_time: (!tags.is_empty()).then_some(now),
-            repo_digests: Vec::new(),
-            parent: None,
+            added_at: previous.map_or(now, |existing| existing.added_at),
+            last_tag_time: if retagged {
+                Some(now)
+            } else {
+                previous.and_then(|p| p.last_tag_time)
+            },
+            repo_digests: previous.map(|p| p.repo_digests.clone()).unwrap_or_default(),
+            parent: previous.and_then(|p| p.parent.clone()),
         };
         catalog.images.insert(key.clone(), record);
         for layer in layers {

@@ -71,8 +71,10 @@ impl Store {
         Ok(data)
     }
 
+    /// Stores `data`; a blob already present is verified, not written again.
     pub fn ingest_bytes(&self, data: &[u8]) -> Result<Ingested> {
-        self.ingest(data, None)
+        let digest = Digest::sha256_of(data);
+        self.ingest(data, Some(&digest))
     }
 
     /// Streams `reader` into the store (see [`BlobWriter`]). When `expected` is already stored,

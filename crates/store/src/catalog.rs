@@ -94,6 +94,12 @@ pub struct BuildCacheRecord {
 pub struct CachedLayer {
     pub diff_id: Digest,
     pub blob: BlobRef,
+    /// Bytes of the uncompressed tar.
+    #[serde(default)]
+    pub uncompressed_size: u64,
+    /// Bytes of file content, as [`LayerRecord::content_size`].
+    #[serde(default)]
+    pub content_size: u64,
 }
 
 /// One layer unpacked for overlayfs under `snapshots/<chainID hex>/fs`: its own changes only,

@@ -34,6 +34,15 @@ fn open(store: &Store) -> Result<redb::Database> {
 pub(crate) fn check_format(store: &Store) -> Result<()> {
     let _lock = store.lock_meta()?;
     let path = db_path(store);
+    // The common case, an existing store of this version, needs no write.
+    if let Ok(db) = redb::ReadOnlyDatabase::open(&path)
+        && let Ok(txn) = db.begin_read()
+        && let Ok(info) = txn.open_table(INFO)
+        && let Ok(Some(v)) = info.get(FORMAT_KEY)
+        && v.value() == FORMAT_VERSION.to_string()
+    {
+        return Ok(());
+    }
     let db = open(store)?;
     let txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
     {
@@ -114,9 +123,19 @@ fn read_catalog<T: ReadableTable<&'static str, &'static str>>(
 
 pub(crate) fn load(store: &Store) -> Result<Catalog> {
     let _lock = store.lock_meta()?;
+    load_locked(store)
+}
+
+/// [`load`] for a caller that holds the metadata lock.
+fn load_locked(store: &Store) -> Result<Catalog> {
     let path = db_path(store);
-    let db = open(store)?;
-    let txn = db.begin_read().map_err(|e| StoreError::db(&path, e))?;
+    // Read-only opening writes nothing (a writable open stamps the file, with fsyncs); a
+    // database that needs recovery first takes the writable path.
+    let txn = match redb::ReadOnlyDatabase::open(&path) {
+        Ok(db) => db.begin_read(),
+        Err(_) => open(store)?.begin_read(),
+    }
+    .map_err(|e| StoreError::db(&path, e))?;
     let open_table = |def| match txn.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -143,10 +162,19 @@ pub(crate) fn update<T, E: From<StoreError>>(
     after_commit: impl FnOnce(&Catalog) -> Result<()>,
 ) -> Result<T, E> {
     let _lock = store.lock_meta()?;
+    // Under the lock nobody else writes, so the catalog read here is what the write
+    // transaction below would read. A change that changes nothing opens nothing for writing
+    // (a writable open alone stamps the file, with fsyncs).
+    let before = load_locked(store)?;
+    let mut after = before.clone();
+    let value = change(&mut after)?;
+    if after == before {
+        return Ok(value);
+    }
     let path = db_path(store);
     let db = open(store)?;
     let txn = db.begin_write().map_err(|e| StoreError::db(&path, e))?;
-    let (value, after) = {
+    {
         let mut tags = txn.open_table(TAGS).map_err(|e| StoreError::db(&path, e))?;
         let mut images = txn
             .open_table(IMAGES)
@@ -160,16 +188,6 @@ pub(crate) fn update<T, E: From<StoreError>>(
         let mut build_cache = txn
             .open_table(BUILD_CACHE)
             .map_err(|e| StoreError::db(&path, e))?;
-        let before = read_catalog(
-            &path,
-            &tags,
-            &images,
-            &layers,
-            Some(&snapshots),
-            Some(&build_cache),
-        )?;
-        let mut after = before.clone();
-        let value = change(&mut after)?;
         write_diff(&path, &mut tags, &before.tags, &after.tags, |d| {
             Ok(d.to_string())
         })?;
@@ -189,8 +207,7 @@ pub(crate) fn update<T, E: From<StoreError>>(
             &after.build_cache,
             to_json,
         )?;
-        (value, after)
-    };
+    }
     txn.commit().map_err(|e| StoreError::db(&path, e))?;
     after_commit(&after)?;
     Ok(value)
