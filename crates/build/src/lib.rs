@@ -25,6 +25,7 @@
 pub mod cache;
 mod config;
 mod copy;
+pub mod mounts;
 pub mod pattern;
 pub mod progress;
 mod run;
@@ -106,8 +107,8 @@ pub struct BuildOptions {
     pub sandbox_exe: PathBuf,
     /// `--no-cache`: run every step (new results still enter the cache).
     pub no_cache: bool,
-    /// `--secret id=..,src=..`: secret id -> file.
-    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--secret id=..,src=..|env=..`: secret id -> where its content comes from.
+    pub secrets: BTreeMap<String, SecretSource>,
     /// `--build-context name=path`: named local contexts for `COPY --from=name` and
     /// `RUN --mount=from=name`.
     pub build_contexts: BTreeMap<String, PathBuf>,
@@ -130,6 +131,16 @@ impl BuildOptions {
             build_contexts: BTreeMap::new(),
         }
     }
+}
+
+/// Where a `--secret` comes from. Only the source is kept; the content is read when a RUN
+/// mounts it, and goes nowhere but into that RUN's sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `src=FILE`
+    File(PathBuf),
+    /// `env=VARIABLE` (of the `strata build` process)
+    Env(String),
 }
 
 /// What [`build`] produced.

@@ -5,6 +5,7 @@
 //! private mount namespace and disappears with it.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use std::process::{Command, Stdio};
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
 use serde::{Deserialize, Serialize};
+
+use crate::mounts::{self, SandboxMount};
 
 /// Hostname inside the sandbox, as BuildKit uses.
 pub const HOSTNAME: &str = "buildkitsandbox";
@@ -42,6 +45,18 @@ pub struct SandboxSpec {
     pub script: Option<(String, String)>,
     /// Where to record the mount points the sandbox had to create (removed from the layer).
     pub created_list: PathBuf,
+    /// `RUN --mount`s, made over the root filesystem before the chroot.
+    #[serde(default)]
+    pub mounts: Vec<SandboxMount>,
+    /// `(variable, secret index)`: secrets given to the command as environment variables.
+    #[serde(default)]
+    pub secret_env: Vec<(String, usize)>,
+    /// An empty directory of the step's scratch space that gets a private tmpfs for secrets.
+    #[serde(default)]
+    pub secrets_dir: PathBuf,
+    /// `--network=none`: the sandbox has its own network namespace, with only loopback (up).
+    #[serde(default)]
+    pub isolated_network: bool,
 }
 
 fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> String {
@@ -60,6 +75,8 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
     let text = std::fs::read(spec_path).map_err(|e| err(spec_path.display(), e))?;
     let spec: SandboxSpec =
         serde_json::from_slice(&text).map_err(|e| err("reading the sandbox spec", e))?;
+    // Secrets come on stdin (never on disk); the command itself gets no stdin.
+    let secrets = mounts::read_payload(&mut std::io::stdin().lock())?;
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
@@ -184,6 +201,13 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         rustix::mount::mount_bind(source, &target)
             .map_err(|e| err(format!("binding /{name}"), e))?;
     }
+    mounts::apply(
+        root,
+        &spec.mounts,
+        &secrets,
+        &spec.secrets_dir,
+        &mut created,
+    )?;
     if let Some((name, script)) = &spec.script {
         let dir = root.join(SCRIPT_DIR.trim_start_matches('/'));
         std::fs::create_dir_all(&dir).map_err(|e| err(dir.display(), e))?;
@@ -197,6 +221,9 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         serde_json::to_vec(&created).map_err(|e| err("created list", e))?,
     )
     .map_err(|e| err(spec.created_list.display(), e))?;
+    if spec.isolated_network {
+        loopback_up().map_err(|e| err("bringing up the loopback interface", e))?;
+    }
     rustix::system::sethostname(HOSTNAME.as_bytes()).map_err(|e| err("sethostname", e))?;
     rustix::process::chroot(root).map_err(|e| err("chroot", e))?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
@@ -215,6 +242,17 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
     for entry in &spec.env {
         let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
         command.env(k, v);
+    }
+    for (name, index) in &spec.secret_env {
+        let value = secrets
+            .get(*index)
+            .ok_or_else(|| format!("secret for ${name} missing from the payload"))?;
+        if value.contains(&0) {
+            return Err(format!(
+                "the secret for ${name} contains a NUL byte, which an environment variable cannot hold"
+            ));
+        }
+        command.env(name, std::ffi::OsStr::from_bytes(value));
     }
     // The command's stderr joins its stdout, so the builder sees one ordered stream.
     let stdout_fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
@@ -235,6 +273,43 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         Some(code) => code,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
     })
+}
+
+/// Brings up `lo` (interface 1 of a new network namespace) with one rtnetlink request, so a
+/// `--network=none` step still has 127.0.0.1, as in BuildKit's `none` namespace.
+fn loopback_up() -> Result<(), String> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType};
+    const RTM_NEWLINK: u16 = 16;
+    const NLM_F_REQUEST_ACK: u16 = 1 | 4;
+    const NLMSG_ERROR: u16 = 2;
+    const IFF_UP: u32 = 1;
+    let socket = rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, None)
+        .map_err(|e| e.to_string())?;
+    let mut request = Vec::with_capacity(32);
+    request.extend_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
+    request.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    request.extend_from_slice(&NLM_F_REQUEST_ACK.to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    request.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+    request.extend_from_slice(&[0, 0]); // ifi_family AF_UNSPEC, padding
+    request.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
+    request.extend_from_slice(&1i32.to_ne_bytes()); // ifi_index: lo
+    request.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
+    request.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change
+    rustix::io::write(&socket, &request).map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 256];
+    let (n, _) =
+        rustix::net::recv(&socket, &mut reply, RecvFlags::empty()).map_err(|e| e.to_string())?;
+    if n < 20 || u16::from_ne_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
+        return Err("unexpected rtnetlink reply".into());
+    }
+    match i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]) {
+        0 => Ok(()),
+        e => Err(format!(
+            "rtnetlink: {}",
+            std::io::Error::from_raw_os_error(-e)
+        )),
+    }
 }
 
 /// Removes from the upper dir the mount points the sandbox created (when still empty).
