@@ -13,12 +13,14 @@
 //!   ([`config`]).
 //! - `RUN` executes in a sandbox ([`run`], [`sandbox`]): the stage's snapshots as overlay lower
 //!   dirs, a fresh upper dir that becomes the new layer, private mount/PID/IPC/UTS namespaces
-//!   made by util-linux `unshare` around a re-executed strata (`__sandbox-run`).
+//!   made by util-linux `unshare` around a re-executed strata (`__sandbox-run`). `RUN --mount`
+//!   (bind, cache, tmpfs, secret, ssh) is prepared by [`mounts`] and mounted by the sandbox
+//!   (docs/build.md).
 //! - `COPY`/`ADD` stage the files under their destination in a directory that becomes the
 //!   layer ([`copy`]); `COPY --from` reads a read-only overlay of the source stage.
 //!
-//! Not supported yet (each fails with an error naming the instruction and line): `RUN --mount`,
-//! `RUN --security=insecure`, `COPY --link/--parents/--exclude`, `ADD` of URLs and git
+//! Not supported yet (each fails with an error naming the instruction and line):
+//! `RUN --security=insecure`, a required `RUN --mount=type=ssh`, `COPY --link/--parents/--exclude`, `ADD` of URLs and git
 //! repositories, `ADD --checksum`, `FROM --platform` other than the host, ONBUILD triggers of
 //! base images.
 

@@ -107,6 +107,30 @@ pub(crate) fn prepare(
         };
         pattern::clean_absolute(&joined)
     };
+    // Cache directories are locked first, in the order of their ids, so two steps that lock
+    // the same caches cannot each wait for the other; a cache named twice is locked once.
+    let mut caches: Vec<(String, &CacheMount)> = run
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Cache(c) => Some((
+                c.id.clone()
+                    .unwrap_or_else(|| pattern::clean_absolute(&c.target)),
+                c,
+            )),
+            _ => None,
+        })
+        .collect();
+    caches.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut instances: std::collections::HashMap<String, PathBuf> = Default::default();
+    for (id, cache) in caches {
+        if instances.contains_key(&id) {
+            continue;
+        }
+        let (instance, lock) = cache_instance(engine, step, cache, &id)?;
+        prepared._locks.push(lock);
+        instances.insert(id, instance);
+    }
     for (n, mount) in run.mounts.iter().enumerate() {
         match mount {
             Mount::Bind(bind) => {
@@ -183,8 +207,10 @@ pub(crate) fn prepare(
                     .id
                     .clone()
                     .unwrap_or_else(|| pattern::clean_absolute(&cache.target));
-                let (instance, lock) = cache_instance(engine, step, cache, &id)?;
-                prepared._locks.push(lock);
+                let instance = instances
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| step_error(step, format!("cache {id:?} was not prepared")))?;
                 prepared.mounts.push(SandboxMount::Bind {
                     source: instance,
                     target,
@@ -313,9 +339,19 @@ fn cache_instance(
     std::fs::create_dir_all(&base).map_err(|e| io_err(base.display(), e))?;
     let id_file = base.join("id");
     if !id_file.exists() {
-        let tmp = base.join(format!(".id-{}", std::process::id()));
-        std::fs::write(&tmp, id).map_err(|e| io_err(tmp.display(), e))?;
-        std::fs::rename(&tmp, &id_file).map_err(|e| io_err(id_file.display(), e))?;
+        // Several builders may write it at once: each its own temporary, renamed into place.
+        let tmp = base.join(format!(
+            ".id-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        let written = std::fs::write(&tmp, id).and_then(|()| std::fs::rename(&tmp, &id_file));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            if !id_file.exists() {
+                return Err(io_err(id_file.display(), e));
+            }
+        }
     }
     remove_stale_temporaries(&base);
     let open_lock = |n: usize| -> Result<File> {

@@ -328,8 +328,11 @@ fn cache_mounts_persist_across_builds_with_owner_and_mode() {
     }
     let strata = store_with_busybox();
     let ctx = context(
-        "FROM bb\n\
+        "FROM bb AS seed\n\
+         RUN mkdir -p /seed/sub && echo seeded > /seed/sub/file\n\
+         FROM bb\n\
          RUN --mount=type=cache,target=/cache,id=counter sh -c 'echo run >> /cache/log; wc -l < /cache/log > /count'\n\
+         RUN --mount=type=cache,target=/seeded,from=seed,source=/seed sh -c 'cat /seeded/sub/file > /seed-saw; echo more >> /seeded/sub/file'\n\
          RUN --mount=type=cache,target=/var/cache/owned,uid=1000,gid=1000,mode=0750 stat -c '%a %u %g' /var/cache/owned > /owned-meta\n\
          RUN --mount=type=cache,target=/ro,id=counter,ro sh -c '! touch /ro/x && cat /ro/log > /ro-saw'\n",
         &[],
@@ -339,6 +342,7 @@ fn cache_mounts_persist_across_builds_with_owner_and_mode() {
     assert_eq!(read(&fs, "count").trim(), "1");
     assert_eq!(read(&fs, "owned-meta"), "750 1000 1000\n");
     assert_eq!(read(&fs, "ro-saw"), "run\n");
+    assert_eq!(read(&fs, "seed-saw"), "seeded\n");
     assert!(!fs.path().join("rootfs/cache").exists());
     assert!(!fs.path().join("rootfs/var").exists());
     assert!(!fs.path().join("rootfs/ro").exists());
@@ -359,6 +363,8 @@ fn cache_mounts_persist_across_builds_with_owner_and_mode() {
     let fs = unpack(&strata, "c:2");
     assert_eq!(read(&fs, "count").trim(), "2");
     assert_eq!(read(&fs, "ro-saw"), "run\nrun\n");
+    // `from` seeds a new cache only; afterwards it keeps what the steps wrote.
+    assert_eq!(read(&fs, "seed-saw"), "seeded\nmore\n");
     assert_eq!(mounts_mentioning(strata.root()), Vec::<String>::new());
 }
 
@@ -403,6 +409,26 @@ fn cache_sharing_modes_lock_as_documented() {
             "{sharing}"
         );
     }
+
+    // Parallel stages locking the same two caches in opposite orders, one naming a cache
+    // twice, do not deadlock.
+    let ctx = context(
+        "FROM bb AS one\n\
+         RUN --mount=type=cache,id=a,sharing=locked,target=/a --mount=type=cache,id=b,sharing=locked,target=/b sh -c 'sleep 1; touch /a/one /b/one'\n\
+         FROM bb AS two\n\
+         RUN --mount=type=cache,id=b,sharing=locked,target=/b --mount=type=cache,id=a,sharing=locked,target=/a --mount=type=cache,id=a,sharing=locked,target=/a2 sh -c 'sleep 1; touch /a/two /b/two; test -e /a2/two'\n\
+         FROM bb\n\
+         COPY --from=one /etc/passwd /one\n\
+         COPY --from=two /etc/passwd /two\n",
+        &[],
+    );
+    build_ok(&strata, ctx.path(), &[]);
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&strata, "a").join("0"))
+            .unwrap()
+            .count(),
+        2
+    );
 
     // locked: while someone else holds the cache, the step waits.
     let ctx = context(&dockerfile("locked"), &[]);
