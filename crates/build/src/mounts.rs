@@ -632,7 +632,7 @@ pub(crate) fn encode_payload(secrets: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Inside the sandbox (before the chroot): makes `mounts` over the root filesystem at `root`,
+/// Inside the sandbox (before the overlay becomes the root): makes `mounts` over the root filesystem at `root`,
 /// parents before children. Mount points that had to be created are added to `created`
 /// (relative to `root`). `secrets_dir` is an empty host directory that gets a private tmpfs
 /// for the secret files.
@@ -683,14 +683,14 @@ pub fn apply(
                 let point = mount_point(root, &rel, is_file, created)?;
                 rustix::mount::mount_bind(source, &point)
                     .map_err(|e| err(format!("bind-mounting {target}"), e))?;
+                // nodev, nosuid: a cache or a source tree may hold device nodes or set-user-ID
+                // files a step made; they do not work through the mount.
+                let mut flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV;
                 if *readonly {
-                    rustix::mount::mount_remount(
-                        &point,
-                        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID,
-                        c"",
-                    )
-                    .map_err(|e| err(format!("making {target} read-only"), e))?;
+                    flags |= MountFlags::RDONLY;
                 }
+                rustix::mount::mount_remount(&point, flags, c"")
+                    .map_err(|e| err(format!("setting the flags of {target}"), e))?;
             }
             SandboxMount::Overlay {
                 lower, upper, work, ..
@@ -715,7 +715,7 @@ pub fn apply(
                     "overlay",
                     &point,
                     "overlay",
-                    MountFlags::empty(),
+                    MountFlags::NOSUID | MountFlags::NODEV,
                     data.as_c_str(),
                 )
                 .map_err(|e| err(format!("mounting a writable view at {target}"), e))?;

@@ -1,8 +1,11 @@
 //! The RUN sandbox. The builder re-executes the strata binary under util-linux `unshare` with new
 //! mount, PID, IPC and UTS namespaces (`--kill-child`, so nothing outlives it); inside,
 //! [`run_in_namespace`] mounts the overlay root filesystem, `/proc`, a minimal `/dev`,
-//! `/etc/hosts` and `/etc/resolv.conf`, chroots and runs the command. Every mount belongs to the
-//! private mount namespace and disappears with it.
+//! `/etc/hosts` and `/etc/resolv.conf` and the step's `--mount`s, makes the overlay the root
+//! (`pivot_root`, the host's root detached: unlike a chroot, nothing leads back to it), drops
+//! the capabilities a container does not get, and runs the command. Every mount belongs to the
+//! private mount namespace and disappears with it. Device nodes work only where the minimal
+//! `/dev` binds them: every other filesystem of the step is mounted `nodev`.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +16,8 @@ use std::process::{Command, Stdio};
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
 use serde::{Deserialize, Serialize};
+
+use rustix::thread::CapabilitySet;
 
 use crate::mounts::{self, SandboxMount};
 
@@ -45,7 +50,7 @@ pub struct SandboxSpec {
     pub script: Option<(String, String)>,
     /// Where to record the mount points the sandbox had to create (removed from the layer).
     pub created_list: PathBuf,
-    /// `RUN --mount`s, made over the root filesystem before the chroot.
+    /// `RUN --mount`s, made over the root filesystem before it becomes the root.
     #[serde(default)]
     pub mounts: Vec<SandboxMount>,
     /// `(variable, secret index)`: secrets given to the command as environment variables.
@@ -108,11 +113,12 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         ));
     }
     let data = std::ffi::CString::new(data).map_err(|e| err("overlay options", e))?;
+    // nodev: device nodes an image's layers carry (or a step makes) do not open.
     rustix::mount::mount(
         "overlay",
         &spec.merged,
         "overlay",
-        MountFlags::empty(),
+        MountFlags::NODEV,
         data.as_c_str(),
     )
     .map_err(|e| err("mounting the overlay root filesystem", e))?;
@@ -151,8 +157,15 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
     .map_err(|e| err("mounting /proc", e))?;
     let dev = root.join("dev");
     let mode = c"mode=755,size=65536k";
-    rustix::mount::mount("tmpfs", &dev, "tmpfs", MountFlags::NOSUID, mode)
-        .map_err(|e| err("mounting /dev", e))?;
+    // nodev too: only the host devices bound below (their own mounts) open.
+    rustix::mount::mount(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        mode,
+    )
+    .map_err(|e| err("mounting /dev", e))?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         std::fs::File::create(&target).map_err(|e| err(target.display(), e))?;
@@ -225,9 +238,16 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         loopback_up().map_err(|e| err("bringing up the loopback interface", e))?;
     }
     rustix::system::sethostname(HOSTNAME.as_bytes()).map_err(|e| err("sethostname", e))?;
-    rustix::process::chroot(root).map_err(|e| err("chroot", e))?;
+    // The overlay becomes the root and the host's root is detached, so no `..` and no chroot
+    // trick of a root process leads back to the host (as runc does it: pivot_root(".", ".")).
+    std::env::set_current_dir(root).map_err(|e| err(root.display(), e))?;
+    rustix::process::pivot_root(".", ".").map_err(|e| err("pivot_root", e))?;
+    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
+        .map_err(|e| err("detaching the host's root", e))?;
+    std::env::set_current_dir("/").map_err(|e| err("chdir /", e))?;
+    drop_capabilities()?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-    // Inside the chroot now: the working directory is created like runc does.
+    // Inside the new root now: the working directory is created like runc does.
     if std::fs::metadata(cwd).is_err() {
         std::fs::create_dir_all(cwd).map_err(|e| err(format!("creating {cwd}"), e))?;
     }
@@ -273,6 +293,45 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         Some(code) => code,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
     })
+}
+
+/// The capabilities a step keeps: Docker's (and BuildKit's) default set for containers. Without
+/// the others (`CAP_SYS_ADMIN` above all) a step cannot mount, unmount or change its namespaces.
+const KEPT_CAPABILITIES: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::MKNOD)
+    .union(CapabilitySet::NET_RAW)
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::SETUID)
+    .union(CapabilitySet::SETFCAP)
+    .union(CapabilitySet::SETPCAP)
+    .union(CapabilitySet::NET_BIND_SERVICE)
+    .union(CapabilitySet::SYS_CHROOT)
+    .union(CapabilitySet::KILL)
+    .union(CapabilitySet::AUDIT_WRITE);
+
+/// Removes every capability but [`KEPT_CAPABILITIES`] from the bounding set (what the command,
+/// or a set-user-ID program it runs, can ever get) and from the inheritable set.
+fn drop_capabilities() -> Result<(), String> {
+    for bit in 0..64u32 {
+        let capability = CapabilitySet::from_bits_retain(1 << bit);
+        if KEPT_CAPABILITIES.contains(capability) {
+            continue;
+        }
+        match rustix::thread::capability_is_in_bounding_set(capability) {
+            Ok(true) => rustix::thread::remove_capability_from_bounding_set(capability)
+                .map_err(|e| err(format!("dropping capability {bit}"), e))?,
+            Ok(false) => {}
+            // Beyond the kernel's last capability.
+            Err(_) => break,
+        }
+    }
+    let mut sets = rustix::thread::capabilities(None).map_err(|e| err("capget", e))?;
+    sets.inheritable = CapabilitySet::empty();
+    rustix::thread::set_capabilities(None, sets).map_err(|e| err("capset", e))?;
+    Ok(())
 }
 
 /// Brings up `lo` (interface 1 of a new network namespace) with one rtnetlink request, so a

@@ -734,3 +734,32 @@ fn corpus_mount_dockerfiles_build() {
     assert!(stderr.contains("corpus-secret"), "{stderr}");
     assert!(stderr.lines().any(|l| l.ends_with(" set")), "{stderr}");
 }
+
+#[test]
+fn sandbox_keeps_only_container_capabilities_and_no_device_nodes() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\n\
+         RUN grep CapBnd /proc/self/status > /capbnd\n\
+         RUN sh -c 'mount -t tmpfs none /etc 2>&1; umount /etc/hosts 2>&1; true' > /mount-denied\n\
+         RUN --mount=type=cache,target=/c sh -c 'mknod /z c 1 5 && ! head -c 1 /z && rm /z && mknod /c/z c 1 5 && ! head -c 1 /c/z && rm /c/z && echo nodev > /nodev'\n\
+         RUN sh -c 'echo x > /dev/null && head -c 4 /dev/zero | wc -c' > /devices\n",
+        &[],
+    );
+    build_ok(&strata, ctx.path(), &["-t", "caps"]);
+    let fs = unpack(&strata, "caps");
+    // Docker's default container capability set.
+    assert_eq!(read(&fs, "capbnd"), "CapBnd:\t00000000a80425fb\n");
+    let denied = read(&fs, "mount-denied");
+    assert_eq!(
+        denied.matches("ermission denied").count()
+            + denied.matches("Operation not permitted").count(),
+        2,
+        "{denied}"
+    );
+    assert_eq!(read(&fs, "nodev"), "nodev\n");
+    assert_eq!(read(&fs, "devices").trim(), "4");
+}
