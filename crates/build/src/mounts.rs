@@ -705,10 +705,11 @@ pub fn apply(
                 }
                 let point = mount_point(root, &rel, false, created)?;
                 let data = format!(
-                    "lowerdir={},upperdir={},workdir={}",
+                    "lowerdir={},upperdir={},workdir={}{}",
                     lower.display(),
                     upper.display(),
-                    work.display()
+                    work.display(),
+                    crate::sandbox::overlay_xattr_option()
                 );
                 let data = std::ffi::CString::new(data).map_err(|e| err("overlay options", e))?;
                 rustix::mount::mount(

@@ -29,7 +29,7 @@ pub(crate) fn run_step(
     if !rustix::process::geteuid().is_root() {
         return Err(step_error(
             step,
-            "RUN needs root (rootless builds are not supported yet)",
+            "RUN needs root, or a user namespace where strata build is root (rootless: run it under `unshare --user --map-root-user --mount --propagation private`; see docs/build.md)",
         ));
     }
     if run.security == Some(SecurityMode::Insecure) {

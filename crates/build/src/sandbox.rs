@@ -101,10 +101,11 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         }
     }
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lowers.join(":"),
         spec.upper.display(),
-        spec.work.display()
+        spec.work.display(),
+        overlay_xattr_option()
     );
     if data.len() >= 4000 {
         return Err(format!(
@@ -293,6 +294,25 @@ pub fn run_in_namespace(spec_path: &Path) -> Result<i32, String> {
         Some(code) => code,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
     })
+}
+
+/// Whether this process runs in a user namespace other than the initial one (a rootless
+/// build): its uid map is not the identity over all ids.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        fields != ["0", "0", "4294967295"]
+    })
+}
+
+/// `,userxattr` in a user namespace, where overlayfs cannot use `trusted.*` xattrs and keeps
+/// its metadata (opaque directories, redirects) in `user.overlay.*` instead.
+pub fn overlay_xattr_option() -> &'static str {
+    if in_user_namespace() {
+        ",userxattr"
+    } else {
+        ""
+    }
 }
 
 /// The capabilities a step keeps: Docker's (and BuildKit's) default set for containers. Without

@@ -763,3 +763,148 @@ fn sandbox_keeps_only_container_capabilities_and_no_device_nodes() {
     assert_eq!(read(&fs, "nodev"), "nodev\n");
     assert_eq!(read(&fs, "devices").trim(), "4");
 }
+
+/// Runs strata as the unprivileged user 65534 inside a user namespace where it is root (the
+/// way a rootless build runs: util-linux `setpriv` + `unshare --user --map-root-user`).
+fn rootless_strata(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rootless_build_in_a_user_namespace_uses_userxattr_overlays() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_build() || !have("setpriv", &["--version"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = work.path().join("store");
+    let rootfs = work.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "mkdir", "id", "rm", "test"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(rootfs.join("etc/victim"), "x\n").unwrap();
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::write(rootfs.join("data/old"), "old\n").unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb\n\
+         RUN mkdir /x && echo rootless > /x/f && id -u > /x/id && rm /etc/victim && rm -r /data && mkdir /data\n\
+         RUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t --mount=type=bind,target=/ctx,rw \
+         sh -c 'echo cached > /c/f && echo gone > /ctx/Dockerfile && cat /c/f > /x/cache'\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(work.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = rootless_strata(&store, &["import", rootfs.to_str().unwrap(), "bb:latest"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rootless_strata(
+        &store,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "rl",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        std::fs::read_to_string(ctx.join("Dockerfile"))
+            .unwrap()
+            .starts_with("FROM bb")
+    );
+    // The layers say root, whose files the unprivileged user owns on disk.
+    let layers = {
+        let config: Value = {
+            let id = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+                .arg("--root")
+                .arg(&store)
+                .args(["inspect", "--format", "{{.Id}}", "rl"])
+                .output()
+                .unwrap();
+            let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+            let bytes = std::fs::read(
+                store
+                    .join("blobs/sha256")
+                    .join(id.trim_start_matches("sha256:")),
+            )
+            .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let diff_id = config["rootfs"]["diff_ids"][1]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let file = std::fs::File::open(
+            store
+                .join("blobs/sha256")
+                .join(diff_id.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        let mut archive = tar::Archive::new(file);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let header = e.header().clone();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut content = String::new();
+                e.read_to_string(&mut content).unwrap();
+                (path, header.uid().unwrap(), content)
+            })
+            .collect::<Vec<_>>()
+    };
+    let find = |p: &str| layers.iter().find(|(path, _, _)| path == p).cloned();
+    assert_eq!(
+        find("x/f").map(|(_, uid, c)| (uid, c)),
+        Some((0, "rootless\n".into()))
+    );
+    assert_eq!(find("x/id").map(|(_, _, c)| c), Some("0\n".into()));
+    // The deletion became a whiteout and the recreated directory an opaque one: overlayfs
+    // keeps that in `user.overlay.*` xattrs (userxattr) in a user namespace.
+    assert!(find("etc/.wh.victim").is_some(), "{layers:?}");
+    assert!(find("data/.wh..wh..opq").is_some(), "{layers:?}");
+}
