@@ -167,8 +167,16 @@ pub(crate) fn prepare(
                     && meta.is_dir()
                     && any_excluded(&host, &rel, ignore).map_err(|e| io_err(host.display(), e))?
                 {
+                    // Files are hard links when the context shares the store's filesystem: the
+                    // step reads them through a read-only bind, or an overlay that copies a
+                    // file up before changing it, so the context's files never change.
                     let filtered = dir.join(format!("bind-{n}-context"));
-                    copy_tree(&host, &filtered, &rel, &|p| ignore.is_excluded(p), ignore)
+                    let tree = TreeCopy {
+                        excluded: &|p| ignore.is_excluded(p),
+                        ignore,
+                        link_files: true,
+                    };
+                    tree.copy(&host, &filtered, &rel)
                         .map_err(|e| io_err(host.display(), e))?;
                     host = filtered;
                 }
@@ -447,7 +455,13 @@ fn create_instance(
                     ));
                 }
                 let keep = pattern::IgnoreRules::default();
-                copy_tree(&host, &tmp, "", &|_| false, &keep)
+                // Copies: the cache is written to, its seed must not change.
+                let tree = TreeCopy {
+                    excluded: &|_| false,
+                    ignore: &keep,
+                    link_files: false,
+                };
+                tree.copy(&host, &tmp, "")
                     .map_err(|e| io_err(host.display(), e))?;
             }
             None => std::fs::create_dir(&tmp).map_err(|e| io_err(tmp.display(), e))?,
@@ -555,44 +569,52 @@ fn join_rel(rel: &str, name: &str) -> String {
     }
 }
 
-/// Copies the tree at `from` to `to` (which must not exist) with modes, owners and symlinks,
-/// leaving out what `excluded` says (paths relative to the context, `rel` being `from`'s) unless
-/// `ignore` has an exception below an excluded directory. Device nodes, FIFOs and sockets are
-/// left out.
-fn copy_tree(
-    from: &Path,
-    to: &Path,
-    rel: &str,
-    excluded: &dyn Fn(&str) -> bool,
-    ignore: &pattern::IgnoreRules,
-) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(from)?;
-    std::fs::create_dir(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let child_rel = join_rel(rel, &name.to_string_lossy());
-        let source = entry.path();
-        let target = to.join(&name);
-        let child = std::fs::symlink_metadata(&source)?;
-        let ft = child.file_type();
-        if excluded(&child_rel) && !(ft.is_dir() && ignore.may_include_below(&child_rel)) {
-            continue;
+/// A tree copy with modes, owners and symlinks, leaving out what `excluded` says (paths
+/// relative to the context) unless `ignore` has an exception below an excluded directory.
+/// Device nodes, FIFOs and sockets are left out.
+struct TreeCopy<'a> {
+    excluded: &'a dyn Fn(&str) -> bool,
+    ignore: &'a pattern::IgnoreRules,
+    /// Hard-link regular files instead of copying them (when on the same filesystem).
+    link_files: bool,
+}
+
+impl TreeCopy<'_> {
+    /// Copies the directory `from` (at `rel` in the context) to `to`, which must not exist.
+    fn copy(&self, from: &Path, to: &Path, rel: &str) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(from)?;
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let child_rel = join_rel(rel, &name.to_string_lossy());
+            let source = entry.path();
+            let target = to.join(&name);
+            let child = std::fs::symlink_metadata(&source)?;
+            let ft = child.file_type();
+            if (self.excluded)(&child_rel)
+                && !(ft.is_dir() && self.ignore.may_include_below(&child_rel))
+            {
+                continue;
+            }
+            if ft.is_dir() {
+                self.copy(&source, &target, &child_rel)?;
+            } else if ft.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+                std::os::unix::fs::lchown(&target, Some(child.uid()), Some(child.gid()))?;
+            } else if ft.is_file() {
+                if self.link_files && std::fs::hard_link(&source, &target).is_ok() {
+                    continue;
+                }
+                std::fs::copy(&source, &target)?;
+                std::os::unix::fs::lchown(&target, Some(child.uid()), Some(child.gid()))?;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(child.mode()))?;
+            }
         }
-        if ft.is_dir() {
-            copy_tree(&source, &target, &child_rel, excluded, ignore)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
-            std::os::unix::fs::lchown(&target, Some(child.uid()), Some(child.gid()))?;
-        } else if ft.is_file() {
-            std::fs::copy(&source, &target)?;
-            std::os::unix::fs::lchown(&target, Some(child.uid()), Some(child.gid()))?;
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(child.mode()))?;
-        }
+        std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        Ok(())
     }
-    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    Ok(())
 }
 
 fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> String {

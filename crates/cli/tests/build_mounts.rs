@@ -484,7 +484,7 @@ fn bind_and_tmpfs_mounts() {
          RUN mkdir /src && echo from-stage > /src/file && ln -s /etc/hostname /src/escape\n\
          FROM bb\n\
          RUN --mount=type=bind,source=data,target=/mnt/data sh -c 'cat /mnt/data/input > /ctx-saw && test ! -e /mnt/data/ignored.txt && ! touch /mnt/data/new'\n\
-         RUN --mount=type=bind,source=data,target=/mnt/data,rw sh -c 'echo changed > /mnt/data/input && cat /mnt/data/input > /rw-saw'\n\
+         RUN --mount=type=bind,source=data,target=/mnt/data,rw sh -c 'chmod 600 /mnt/data/input && echo changed > /mnt/data/input && cat /mnt/data/input > /rw-saw'\n\
          RUN --mount=type=bind,from=src,source=/src,target=/mnt/src cat /mnt/src/file > /stage-saw\n\
          RUN --mount=type=bind,from=bb,source=/etc/passwd,target=/mnt/passwd grep -c : /mnt/passwd > /image-saw\n\
          RUN --mount=type=tmpfs,target=/scratch,size=1m sh -c 'echo hi > /scratch/x && df -k /scratch | tail -1 | awk \"{print \\$2}\" > /tmpfs-size'\n\
@@ -503,11 +503,18 @@ fn bind_and_tmpfs_mounts() {
     assert_eq!(read(&fs, "image-saw"), "2\n");
     assert_eq!(read(&fs, "tmpfs-size"), "1024\n");
     assert_eq!(read(&fs, "whole-ctx"), "input\n");
-    // rw writes were discarded; the context is untouched.
+    // rw writes were discarded; the context is untouched (its files may be hard-linked into
+    // the mount's lower directory).
     assert_eq!(
         std::fs::read_to_string(ctx.path().join("data/input")).unwrap(),
         "input\n"
     );
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(ctx.path().join("data/input")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o644);
+        assert_eq!(meta.nlink(), 1);
+    }
     for layer in built_layers(&strata, "b:1").iter().skip(1) {
         let paths = layer_paths(layer);
         assert_eq!(paths.len(), 1, "{paths:?}");
