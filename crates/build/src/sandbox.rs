@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
-use serde::{Deserialize, Serialize};
-
 use rustix::thread::CapabilitySet;
+use serde::{Deserialize, Serialize};
 
 use crate::mounts::{self, SandboxMount};
 

@@ -915,3 +915,57 @@ fn rootless_build_in_a_user_namespace_uses_userxattr_overlays() {
     assert!(find("etc/.wh.victim").is_some(), "{layers:?}");
     assert!(find("data/.wh..wh..opq").is_some(), "{layers:?}");
 }
+
+#[test]
+fn secret_flag_forms_follow_docker() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\n\
+         RUN --mount=type=secret,id=STRATA_IMPLICIT cat /run/secrets/STRATA_IMPLICIT > /implicit\n\
+         RUN --mount=type=secret,id=typed cat /run/secrets/typed > /typed\n\
+         RUN --mount=type=secret,id=file cat /run/secrets/file > /file\n",
+        &[],
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "from-file").unwrap();
+    let out = strata
+        .command()
+        .env("STRATA_IMPLICIT", "implicit-env")
+        .env("STRATA_TYPED", "typed-env")
+        .args(["build", "-t", "forms", "--secret", "id=STRATA_IMPLICIT"])
+        .args(["--secret", "type=env,id=typed,src=STRATA_TYPED"])
+        .args([
+            "--secret",
+            &format!("type=file,id=file,source={}", file.path().display()),
+        ])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fs = unpack(&strata, "forms");
+    assert_eq!(read(&fs, "implicit"), "implicit-env");
+    assert_eq!(read(&fs, "typed"), "typed-env");
+    assert_eq!(read(&fs, "file"), "from-file");
+    for (flag, expected) in [
+        (
+            "id=x,colour=blue",
+            "--secret \"id=x,colour=blue\": unexpected key \"colour\"",
+        ),
+        ("type=ssh,id=x", "unsupported type \"ssh\""),
+        (
+            "src=/nonexistent/secret",
+            "secret file /nonexistent/secret not found",
+        ),
+        ("id=x,src=/etc/passwd,env=HOME", "give either src= or env="),
+    ] {
+        let stderr = build_fails(&strata, ctx.path(), &["--secret", flag]);
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
