@@ -969,3 +969,76 @@ fn secret_flag_forms_follow_docker() {
         assert!(stderr.contains(expected), "{flag}: {stderr}");
     }
 }
+
+#[test]
+fn interrupted_run_with_mounts_leaves_no_mounts() {
+    use std::os::unix::process::CommandExt;
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb AS src\nRUN mkdir /src\nFROM bb\n\
+         RUN --mount=type=cache,target=/c,sharing=locked --mount=type=tmpfs,target=/t --mount=type=secret,id=s \
+         --mount=type=bind,from=src,source=/src,target=/b --mount=type=bind,target=/ctx,rw \
+         sh -c 'touch /c/started; sleep 617'\n",
+        &[("a", "a")],
+    );
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "s").unwrap();
+    let src = format!("id=s,src={}", secret.path().display());
+    let mut child = strata
+        .command()
+        .args(["build", "-q", "-t", "interrupted", "--secret", &src])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Wait until the step runs (it marks the cache), then Ctrl-C the whole process group as a
+    // terminal does.
+    let started = cache_dir(&strata, "/c").join("0/started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    // The sandbox went with it: no process of the build or the step is left (so no namespace
+    // holds its mounts), no mount of the store or the context shows here, nothing is tagged,
+    // and the cache's lock is free again.
+    let store = strata.root().to_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&store) || c.trim() == "sleep 617")
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(mounts_mentioning(strata.root()), Vec::<String>::new());
+    assert_eq!(mounts_mentioning(ctx.path()), Vec::<String>::new());
+    strata.fails(&["inspect", "interrupted"]);
+    drop(hold_cache_lock(&strata, "/c", 0, true));
+}
