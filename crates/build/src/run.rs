@@ -165,7 +165,11 @@ pub(crate) fn run_step(
     )
     .map_err(|e| io_err(spec_path.display(), e))?;
 
-    let mut command = Command::new("unshare");
+    // util-linux `setpriv --pdeathsig` makes `unshare` die with the builder thread that waits
+    // for it, even when the builder is killed outright; `--kill-child` then takes the
+    // sandbox's PID 1, and with it the whole namespace, along.
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--", "unshare"]);
     command.args([
         "--mount",
         "--pid",
@@ -194,9 +198,12 @@ pub(crate) fn run_step(
         .env_clear()
         .env("PATH", DEFAULT_PATH);
     let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| step_error(step, format!("starting the sandbox (unshare): {e}")))?;
+    let mut child = command.spawn().map_err(|e| {
+        step_error(
+            step,
+            format!("starting the sandbox (util-linux setpriv and unshare): {e}"),
+        )
+    })?;
     drop(command);
     // The secrets go to the sandbox on its stdin; a thread writes them so a sandbox that fails
     // before reading cannot block the builder.

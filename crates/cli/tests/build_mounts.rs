@@ -1042,3 +1042,68 @@ fn interrupted_run_with_mounts_leaves_no_mounts() {
     strata.fails(&["inspect", "interrupted"]);
     drop(hold_cache_lock(&strata, "/c", 0, true));
 }
+
+#[test]
+fn killed_builder_takes_its_sandbox_along() {
+    use std::os::unix::process::CommandExt;
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\nRUN --mount=type=cache,target=/k sh -c 'touch /k/started; sleep 619'\n",
+        &[],
+    );
+    let mut child = strata
+        .command()
+        .args(["build", "-q"])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = cache_dir(&strata, "/k").join("0/started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SIGKILL the builder processes only (`strata ... build`), not the sandbox's.
+    let store = strata.root().to_str().unwrap().to_string();
+    let processes = || -> Vec<(u32, String)> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+            })
+            .filter(|(_, c)| c.contains(&store) || c.trim() == "sleep 619")
+            .collect()
+    };
+    for (pid, cmdline) in processes() {
+        if cmdline.contains(" build -q ") {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
