@@ -163,6 +163,18 @@ pub(crate) fn prepare(
                 // A bind of the context shows what COPY would see: .dockerignore applies
                 // (and the cache key digests exactly that tree).
                 if let Some(ignore) = ignore
+                    && !rel.is_empty()
+                    && ignore.is_excluded(&rel)
+                    && !(meta.is_dir() && ignore.may_include_below(&rel))
+                {
+                    return Err(step_error(
+                        step,
+                        format!(
+                            "--mount source {source:?} not found in the build context (.dockerignore excludes it)"
+                        ),
+                    ));
+                }
+                if let Some(ignore) = ignore
                     && !ignore.is_empty()
                     && meta.is_dir()
                     && any_excluded(&host, &rel, ignore).map_err(|e| io_err(host.display(), e))?

@@ -547,6 +547,18 @@ fn bind_and_tmpfs_mounts() {
         stderr.contains("--mount source \"/src/escape\" not found in \"src\""),
         "{stderr}"
     );
+    // What .dockerignore leaves out cannot be bound either.
+    let ignored = context(
+        "FROM bb\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n",
+        &[("secret.txt", "no\n"), (".dockerignore", "secret.txt\n")],
+    );
+    let stderr = build_fails(&strata, ignored.path(), &[]);
+    assert!(
+        stderr.contains(
+            "--mount source \"secret.txt\" not found in the build context (.dockerignore excludes it)"
+        ),
+        "{stderr}"
+    );
     let host_side = tempfile::tempdir().unwrap();
     let outside = host_side.path().join("outside");
     let ctx = context(
