@@ -13,18 +13,21 @@
 //!   ([`config`]).
 //! - `RUN` executes in a sandbox ([`run`], [`sandbox`]): the stage's snapshots as overlay lower
 //!   dirs, a fresh upper dir that becomes the new layer, private mount/PID/IPC/UTS namespaces
-//!   made by util-linux `unshare` around a re-executed strata (`__sandbox-run`).
+//!   made by util-linux `unshare` around a re-executed strata (`__sandbox-run`). `RUN --mount`
+//!   (bind, cache, tmpfs, secret, ssh) is prepared by [`mounts`] and mounted by the sandbox
+//!   (docs/build.md).
 //! - `COPY`/`ADD` stage the files under their destination in a directory that becomes the
 //!   layer ([`copy`]); `COPY --from` reads a read-only overlay of the source stage.
 //!
-//! Not supported yet (each fails with an error naming the instruction and line): `RUN --mount`,
-//! `RUN --security=insecure`, `COPY --link/--parents/--exclude`, `ADD` of URLs and git
+//! Not supported yet (each fails with an error naming the instruction and line):
+//! `RUN --security=insecure`, a required `RUN --mount=type=ssh`, `COPY --link/--parents/--exclude`, `ADD` of URLs and git
 //! repositories, `ADD --checksum`, `FROM --platform` other than the host, ONBUILD triggers of
 //! base images.
 
 pub mod cache;
 mod config;
 mod copy;
+pub mod mounts;
 pub mod pattern;
 pub mod progress;
 mod run;
@@ -106,8 +109,8 @@ pub struct BuildOptions {
     pub sandbox_exe: PathBuf,
     /// `--no-cache`: run every step (new results still enter the cache).
     pub no_cache: bool,
-    /// `--secret id=..,src=..`: secret id -> file.
-    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--secret id=..,src=..|env=..`: secret id -> where its content comes from.
+    pub secrets: BTreeMap<String, SecretSource>,
     /// `--build-context name=path`: named local contexts for `COPY --from=name` and
     /// `RUN --mount=from=name`.
     pub build_contexts: BTreeMap<String, PathBuf>,
@@ -130,6 +133,16 @@ impl BuildOptions {
             build_contexts: BTreeMap::new(),
         }
     }
+}
+
+/// Where a `--secret` comes from. Only the source is kept; the content is read when a RUN
+/// mounts it, and goes nowhere but into that RUN's sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `src=FILE`
+    File(PathBuf),
+    /// `env=VARIABLE` (of the `strata build` process)
+    Env(String),
 }
 
 /// What [`build`] produced.

@@ -12,8 +12,8 @@ use strata_dockerfile::{PlannedStep, RunScript};
 use crate::progress::Event;
 use crate::state::StageState;
 use crate::{
-    DEFAULT_PATH, Engine, Result, SandboxSpec, copy, io_err, prune_untouched_copy_ups, sandbox,
-    step_error,
+    DEFAULT_PATH, Engine, Result, SandboxSpec, copy, io_err, mounts, prune_untouched_copy_ups,
+    sandbox, step_error,
 };
 
 /// Runs a RUN step over the stage's root filesystem (its lowers must be complete); returns the
@@ -26,17 +26,19 @@ pub(crate) fn run_step(
     state: &StageState,
 ) -> Result<(PathBuf, String)> {
     use strata_dockerfile::{NetworkMode, SecurityMode};
-    if !run.mounts.is_empty() || !run.mount_flags.is_empty() {
-        return Err(step_error(step, "--mount is not supported yet"));
-    }
     if !rustix::process::geteuid().is_root() {
         return Err(step_error(
             step,
-            "RUN needs root (rootless builds are not supported yet)",
+            "RUN needs root, or a user namespace where strata build is root (rootless: run it under `unshare --user --map-root-user --mount --propagation private`; see docs/build.md)",
         ));
     }
     if run.security == Some(SecurityMode::Insecure) {
-        return Err(step_error(step, "--security=insecure is not supported yet"));
+        // BuildKit grants it only with the `security.insecure` entitlement (`--allow`); strata
+        // never runs a step with the host's full privileges.
+        return Err(step_error(
+            step,
+            "--security=insecure needs the security.insecure entitlement, which strata build does not grant (the sandbox never runs a step with the host's full privileges)",
+        ));
     }
     let no_network = run.network == Some(NetworkMode::None);
     let shell = state.shell();
@@ -128,6 +130,9 @@ pub(crate) fn run_step(
     let resolv = dir.join("resolv.conf");
     let resolv_text = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(&resolv, resolv_text).map_err(|e| io_err(resolv.display(), e))?;
+    let prepared = mounts::prepare(engine, step, run, state, &dir)?;
+    let secrets_dir = dir.join("secrets");
+    std::fs::create_dir_all(&secrets_dir).map_err(|e| io_err(secrets_dir.display(), e))?;
     let mut lowers: Vec<PathBuf> = state.lowers.iter().rev().cloned().collect();
     if lowers.is_empty() {
         let empty = dir.join("empty");
@@ -148,6 +153,10 @@ pub(crate) fn run_step(
         resolv_file: resolv,
         script,
         created_list: dir.join("created.json"),
+        mounts: prepared.mounts.clone(),
+        secret_env: prepared.secret_env.clone(),
+        secrets_dir,
+        isolated_network: no_network,
     };
     let spec_path = dir.join("spec.json");
     std::fs::write(
@@ -156,7 +165,11 @@ pub(crate) fn run_step(
     )
     .map_err(|e| io_err(spec_path.display(), e))?;
 
-    let mut command = Command::new("unshare");
+    // util-linux `setpriv --pdeathsig` makes `unshare` die with the builder thread that waits
+    // for it, even when the builder is killed outright; `--kill-child` then takes the
+    // sandbox's PID 1, and with it the whole namespace, along.
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--", "unshare"]);
     command.args([
         "--mount",
         "--pid",
@@ -179,16 +192,28 @@ pub(crate) fn run_step(
         .try_clone()
         .map_err(|e| io_err("creating a pipe", e))?;
     command
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
         .env_clear()
         .env("PATH", DEFAULT_PATH);
     let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| step_error(step, format!("starting the sandbox (unshare): {e}")))?;
+    let mut child = command.spawn().map_err(|e| {
+        step_error(
+            step,
+            format!("starting the sandbox (util-linux setpriv and unshare): {e}"),
+        )
+    })?;
     drop(command);
+    // The secrets go to the sandbox on its stdin; a thread writes them so a sandbox that fails
+    // before reading cannot block the builder.
+    let payload = mounts::encode_payload(&prepared.payload);
+    let stdin = child.stdin.take();
+    let feeder = std::thread::spawn(move || {
+        if let Some(mut stdin) = stdin {
+            let _ = std::io::Write::write_all(&mut stdin, &payload);
+        }
+    });
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut lines = std::io::BufReader::new(reader);
     let mut buf = Vec::new();
@@ -210,6 +235,9 @@ pub(crate) fn run_step(
     let status = child
         .wait()
         .map_err(|e| step_error(step, format!("waiting for the sandbox: {e}")))?;
+    let _ = feeder.join();
+    // The cache mounts' locks are released only now, when nothing uses the caches any more.
+    drop(prepared);
     if !status.success() {
         let code = status.code().unwrap_or(-1);
         let original = engine.df.line(step.span.line).trim().to_string();
@@ -231,6 +259,7 @@ pub(crate) fn run_step(
     }
     sandbox::remove_created_mountpoints(&upper, &spec.created_list);
     prune_untouched_copy_ups(&upper, &spec.created_list, state);
+    mounts::prune_mount_point_ancestors(&upper, &spec.created_list, state);
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir(&merged);
     Ok((upper, created_by))

@@ -42,6 +42,10 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short, long)]
     quiet: bool,
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or
+    /// "id=mysecret,env=VARIABLE")
+    #[arg(long = "secret", value_name = "id=..,src=..")]
+    secrets: Vec<String>,
     /// Build context directory
     context: Option<PathBuf>,
 }
@@ -135,7 +139,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         source_date_epoch,
         sandbox_exe: exe,
         no_cache: args.no_cache,
-        secrets: BTreeMap::new(),
+        secrets: parse_secrets(&args.secrets)?,
         build_contexts: BTreeMap::new(),
     };
     let store = Store::open(root).with_context(|| format!("opening store {}", root.display()))?;
@@ -153,6 +157,55 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         println!("{}", output.image_id);
     }
     Ok(())
+}
+
+/// `--secret` values, as Docker's buildx reads them: `type=file|env`, `id=`, `src=`/`source=`,
+/// `env=`. Without a type, `env=` makes an environment secret and `src=` a file one; with
+/// neither, an environment variable named like the id is used when set, else the file `id`.
+fn parse_secrets(values: &[String]) -> Result<BTreeMap<String, strata_build::SecretSource>> {
+    use strata_build::SecretSource;
+    let mut secrets = BTreeMap::new();
+    for value in values {
+        let (mut kind, mut id, mut src, mut env) = (None, None, None, None);
+        for field in value.split(',') {
+            let (key, v) = field
+                .split_once('=')
+                .with_context(|| format!("--secret {value:?}: field {field:?} is not key=value"))?;
+            match key.trim().to_ascii_lowercase().as_str() {
+                "type" => kind = Some(v.to_string()),
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => src = Some(v.to_string()),
+                "env" => env = Some(v.to_string()),
+                other => bail!("--secret {value:?}: unexpected key {other:?}"),
+            }
+        }
+        let id = match id.or_else(|| src.clone()).or_else(|| env.clone()) {
+            Some(id) if !id.is_empty() => id,
+            _ => bail!("--secret {value:?}: an id is required"),
+        };
+        let source = match kind.as_deref() {
+            Some("file") => SecretSource::File(PathBuf::from(src.unwrap_or_else(|| id.clone()))),
+            Some("env") => SecretSource::Env(env.or(src).unwrap_or_else(|| id.clone())),
+            Some(other) => bail!("--secret {value:?}: unsupported type {other:?} (file or env)"),
+            None => match (src, env) {
+                (Some(_), Some(_)) => bail!("--secret {value:?}: give either src= or env="),
+                (Some(src), None) => SecretSource::File(PathBuf::from(src)),
+                (None, Some(env)) => SecretSource::Env(env),
+                (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+                (None, None) => SecretSource::File(PathBuf::from(&id)),
+            },
+        };
+        if let SecretSource::File(path) = &source
+            && !path.is_file()
+        {
+            bail!(
+                "--secret {value:?}: secret file {} not found",
+                path.display()
+            );
+        }
+        secrets.insert(id, source);
+    }
+    Ok(secrets)
 }
 
 /// Set in the re-executed build, which runs in its own mount namespace.

@@ -424,8 +424,8 @@ fn unsupported_features_fail_clearly() {
     let strata = store_with_busybox();
     for (dockerfile, expected) in [
         (
-            "FROM bb\nRUN --mount=type=cache,target=/c true\n",
-            "Dockerfile:2: RUN: --mount is not supported yet",
+            "FROM bb\nRUN --security=insecure true\n",
+            "Dockerfile:2: RUN: --security=insecure needs the security.insecure entitlement",
         ),
         (
             "FROM bb\nCOPY --link a /a\n",
