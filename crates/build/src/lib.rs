@@ -29,6 +29,7 @@ pub mod pattern;
 pub mod progress;
 mod run;
 pub mod sandbox;
+pub mod source;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +51,7 @@ use strata_store::{BlobRef, BuildCacheRecord, CachedLayer, Store, StoreError};
 
 pub use progress::{Event, NoProgress, PlainProgress, Progress};
 pub use sandbox::{SandboxSpec, run_in_namespace};
+pub use source::{ImageSource, PullPolicy};
 
 use crate::state::{LayerInfo, StageState};
 
@@ -111,6 +113,10 @@ pub struct BuildOptions {
     /// `--build-context name=path`: named local contexts for `COPY --from=name` and
     /// `RUN --mount=from=name`.
     pub build_contexts: BTreeMap<String, PathBuf>,
+    /// `--pull`: whether base images are fetched again even when the store has them.
+    pub pull: PullPolicy,
+    /// Where images the store lacks come from; `None`: the store only.
+    pub image_source: Option<Arc<dyn ImageSource>>,
 }
 
 impl BuildOptions {
@@ -128,6 +134,8 @@ impl BuildOptions {
             no_cache: false,
             secrets: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
+            pull: PullPolicy::Missing,
+            image_source: None,
         }
     }
 }
@@ -163,8 +171,10 @@ pub fn build(
         image_env: BTreeMap::new(),
     };
     let first = strata_dockerfile::plan(&df, &plan_options)?;
-    // Base images must be in the store; their ENV feeds the planner's substitution.
-    let catalog = store.catalog()?;
+    // Base images come from the store, pulled first when missing (or always with `--pull`);
+    // their ENV feeds the planner's substitution.
+    let mut catalog = store.catalog()?;
+    let mut resolve_vertices = 0;
     let mut images: HashMap<String, StoredImage> = HashMap::new();
     for stage in &first.stages {
         let mut refs: Vec<(&String, bool)> = stage
@@ -180,27 +190,47 @@ pub fn build(
             if images.contains_key(reference) {
                 continue;
             }
-            let image = StoredImage::resolve(store, &catalog, reference).map_err(|e| {
-                let line = if is_base {
-                    df.stages[stage.index].from.span.line
-                } else {
-                    stage
-                        .steps
-                        .iter()
-                        .find(|s| match &s.instruction {
-                            Instruction::Copy(c) => c.from.as_deref() == Some(reference.as_str()),
-                            _ => false,
-                        })
-                        .or(stage.steps.first())
-                        .map_or(0, |s| s.span.line)
-                };
-                BuildError::Step {
-                    line,
-                    instruction: if is_base { "FROM" } else { "COPY --from" }.into(),
-                    message: format!(
-                        "{reference}: image not found locally; pull it with `strata pull` ({e})"
-                    ),
+            let line = if is_base {
+                df.stages[stage.index].from.span.line
+            } else {
+                stage
+                    .steps
+                    .iter()
+                    .find(|s| match &s.instruction {
+                        Instruction::Copy(c) => c.from.as_deref() == Some(reference.as_str()),
+                        _ => false,
+                    })
+                    .or(stage.steps.first())
+                    .map_or(0, |s| s.span.line)
+            };
+            let instruction = if is_base { "FROM" } else { "COPY --from" };
+            let local = StoredImage::resolve(store, &catalog, reference);
+            let image = match (&options.image_source, options.pull, local) {
+                (Some(source), PullPolicy::Always, _) | (Some(source), _, Err(_)) => {
+                    resolve_vertices += 1;
+                    pull_image(store, &**source, reference, resolve_vertices, progress).map_err(
+                        |message| BuildError::Step {
+                            line,
+                            instruction: instruction.into(),
+                            message,
+                        },
+                    )?;
+                    catalog = store.catalog()?;
+                    StoredImage::resolve(store, &catalog, reference)
                 }
+                (_, _, local) => local,
+            };
+            let image = image.map_err(|e| BuildError::Step {
+                line,
+                instruction: instruction.into(),
+                message: format!(
+                    "{reference}: image not found locally{} ({e})",
+                    if options.image_source.is_none() {
+                        "; pull it with `strata pull`"
+                    } else {
+                        ""
+                    }
+                ),
             })?;
             if is_base {
                 let env = image
@@ -253,7 +283,7 @@ pub fn build(
         dir: &cleanup,
         progress,
         sequence: AtomicUsize::new(0),
-        vertices: AtomicUsize::new(0),
+        vertices: AtomicUsize::new(resolve_vertices),
         added: Mutex::new(Vec::new()),
         created: created_time(options.source_date_epoch)?,
         results: Mutex::new(HashMap::new()),
@@ -276,6 +306,49 @@ pub fn build(
         let _ = strata_image::gc::remove_unreferenced(store, &added);
     }
     result
+}
+
+/// Pulls `reference` through `source` as BuildKit's `[internal] load metadata for REF` step.
+fn pull_image(
+    store: &Store,
+    source: &dyn ImageSource,
+    reference: &str,
+    vertex: usize,
+    progress: &dyn Progress,
+) -> std::result::Result<(), String> {
+    let shown = Reference::parse(reference)
+        .map(|r| r.with_default_tag().to_string())
+        .unwrap_or_else(|_| reference.to_string());
+    let name = format!("[internal] load metadata for {shown}");
+    progress.event(&Event::Started {
+        vertex,
+        name: &name,
+    });
+    let started = Instant::now();
+    let log = |line: &str| {
+        progress.event(&Event::Log {
+            vertex,
+            elapsed: started.elapsed(),
+            line,
+        })
+    };
+    match source.pull(store, reference, &Platform::host(), &log) {
+        Ok(()) => {
+            progress.event(&Event::Done {
+                vertex,
+                elapsed: started.elapsed(),
+            });
+            Ok(())
+        }
+        Err(message) => {
+            let message = format!("failed to resolve source metadata for {shown}: {message}");
+            progress.event(&Event::Error {
+                vertex,
+                message: &message,
+            });
+            Err(message)
+        }
+    }
 }
 
 fn created_time(epoch: Option<i64>) -> Result<DateTime<Utc>> {
