@@ -267,7 +267,9 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     if let Some(path) = &args.iidfile {
         write_atomically(path, output.image_id.to_string().as_bytes())?;
     }
-    if quiet {
+    // (Not after an archive streamed to stdout, which the ID would corrupt.)
+    let stdout_taken = outputs.iter().any(OutputSpec::writes_stdout);
+    if quiet && !stdout_taken {
         println!("{}", output.image_id);
     }
     Ok(())
@@ -473,11 +475,13 @@ fn check_command(
 ) -> Result<()> {
     let df = parse_for_check(text, build_args)?;
     let options = plan_options(build_args, target);
-    strata_dockerfile::plan(&df, &options)?;
+    // Checks first, so that a Dockerfile the planner rejects still gets its warnings.
     let mut warnings = strata_dockerfile::check(&df, &options);
     warnings.sort_by_key(|w| w.line);
+    let planned = strata_dockerfile::plan(&df, &options);
     let mut out = std::io::stdout().lock();
     if warnings.is_empty() {
+        planned?;
         writeln!(out, "Check complete, no warnings found.")?;
         return Ok(());
     }
@@ -493,6 +497,7 @@ fn check_command(
     print_check_warnings(&mut out, name, text, &warnings)?;
     out.flush()?;
     drop(out);
+    planned?;
     if warnings.iter().any(|w| w.error) {
         bail!("lint violation found for rules: {}", rule_names(&warnings));
     }
@@ -831,6 +836,18 @@ impl OutputSpec {
         }
     }
 
+    fn writes_stdout(&self) -> bool {
+        matches!(
+            self,
+            OutputSpec::Tar {
+                dest: Destination::Stdout
+            } | OutputSpec::Archive {
+                dest: Destination::Stdout,
+                ..
+            }
+        )
+    }
+
     /// Whether this output is the store itself.
     fn keeps_image(&self) -> bool {
         matches!(self, OutputSpec::Image { .. })
@@ -967,4 +984,103 @@ fn merge_into(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_as_buildx_reads_them() {
+        let reference = |s: &str| Reference::parse(s).unwrap().with_default_tag();
+        let cases = [
+            (
+                "out-dir",
+                OutputSpec::Local {
+                    dest: "out-dir".into(),
+                },
+            ),
+            (
+                "-",
+                OutputSpec::Tar {
+                    dest: Destination::Stdout,
+                },
+            ),
+            (
+                "type=local,dest=/tmp/x",
+                OutputSpec::Local {
+                    dest: "/tmp/x".into(),
+                },
+            ),
+            (
+                "type=tar,dest=-",
+                OutputSpec::Tar {
+                    dest: Destination::Stdout,
+                },
+            ),
+            (
+                "type=oci,dest=a.tar,name=app",
+                OutputSpec::Archive {
+                    format: SaveFormat::Oci,
+                    dest: Destination::File("a.tar".into()),
+                    names: vec![reference("app")],
+                },
+            ),
+            (
+                "type=docker,name=a:1,dest=b.tar,name=b",
+                OutputSpec::Archive {
+                    format: SaveFormat::Docker,
+                    dest: Destination::File("b.tar".into()),
+                    names: vec![reference("a:1"), reference("b")],
+                },
+            ),
+            (
+                "type=image,name=x",
+                OutputSpec::Image {
+                    names: vec![reference("x")],
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(OutputSpec::parse(text).unwrap(), expected, "{text}");
+        }
+        for bad in [
+            "",
+            "type=local,dest=-",
+            "type=docker",
+            "type=image,dest=x",
+            "type=registry,name=x",
+            "type=oci,dest=x,name=Bad Name",
+        ] {
+            assert!(OutputSpec::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn check_excerpts_show_two_lines_around_the_problem() {
+        let text = "FROM a\nRUN b\nCMD c\nLABEL d=e\nUSER f\n";
+        let warning = strata_dockerfile::Warning {
+            rule: "JSONArgsRecommended",
+            description: "",
+            url: "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/".into(),
+            message: "JSON arguments recommended for CMD".into(),
+            line: 3,
+            error: false,
+        };
+        let mut out = Vec::new();
+        print_check_warnings(&mut out, "Dockerfile", text, &[warning]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\nWARNING: JSONArgsRecommended - https://docs.docker.com/go/dockerfile/rule/json-args-recommended/\n\
+             JSON arguments recommended for CMD\n\
+             Dockerfile:3\n\
+             --------------------\n   \
+             1 |     FROM a\n   \
+             2 |     RUN b\n   \
+             3 | >>> CMD c\n   \
+             4 |     LABEL d=e\n   \
+             5 |     USER f\n\
+             --------------------\n"
+        );
+    }
 }
