@@ -113,6 +113,8 @@ pub struct BuildOptions {
     /// `--build-context name=path`: named local contexts for `COPY --from=name` and
     /// `RUN --mount=from=name`.
     pub build_contexts: BTreeMap<String, PathBuf>,
+    /// `--build-context NAME=docker-image://REF`: `FROM NAME` / `COPY --from=NAME` use image REF.
+    pub image_contexts: BTreeMap<String, String>,
     /// `--pull`: whether base images are fetched again even when the store has them.
     pub pull: PullPolicy,
     /// Where images the store lacks come from; `None`: the store only.
@@ -134,6 +136,7 @@ impl BuildOptions {
             no_cache: false,
             secrets: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
+            image_contexts: BTreeMap::new(),
             pull: PullPolicy::Missing,
             image_source: None,
         }
@@ -204,11 +207,13 @@ pub fn build(
                     .map_or(0, |s| s.span.line)
             };
             let instruction = if is_base { "FROM" } else { "COPY --from" };
-            let local = StoredImage::resolve(store, &catalog, reference);
+            // A named image context stands in for the name as written.
+            let source_ref = options.image_contexts.get(reference).unwrap_or(reference);
+            let local = StoredImage::resolve(store, &catalog, source_ref);
             let image = match (&options.image_source, options.pull, local) {
                 (Some(source), PullPolicy::Always, _) | (Some(source), _, Err(_)) => {
                     resolve_vertices += 1;
-                    pull_image(store, &**source, reference, resolve_vertices, progress).map_err(
+                    pull_image(store, &**source, source_ref, resolve_vertices, progress).map_err(
                         |message| BuildError::Step {
                             line,
                             instruction: instruction.into(),
@@ -216,7 +221,7 @@ pub fn build(
                         },
                     )?;
                     catalog = store.catalog()?;
-                    StoredImage::resolve(store, &catalog, reference)
+                    StoredImage::resolve(store, &catalog, source_ref)
                 }
                 (_, _, local) => local,
             };
@@ -224,7 +229,7 @@ pub fn build(
                 line,
                 instruction: instruction.into(),
                 message: format!(
-                    "{reference}: image not found locally{} ({e})",
+                    "{source_ref}: image not found locally{} ({e})",
                     if options.image_source.is_none() {
                         "; pull it with `strata pull`"
                     } else {

@@ -147,7 +147,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
             }
         }
     }
-    let build_contexts = parse_build_contexts(&args.build_contexts)?;
+    let (build_contexts, image_contexts) = parse_build_contexts(&args.build_contexts)?;
     check_platform(args.platform.as_deref())?;
     match args.network.as_str() {
         "default" | "host" => {}
@@ -215,6 +215,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         secrets: BTreeMap::new(),
         build_contexts,
+        image_contexts,
         pull: if args.pull {
             strata_build::PullPolicy::Always
         } else {
@@ -350,9 +351,14 @@ impl Drop for StdinDockerfile {
     }
 }
 
-/// `--build-context name=path`: local directories by name.
-fn parse_build_contexts(specs: &[String]) -> Result<BTreeMap<String, PathBuf>> {
-    let mut contexts = BTreeMap::new();
+/// Named contexts from `--build-context NAME=...`: local directories, and images
+/// (`docker-image://REF`).
+type NamedContexts = (BTreeMap<String, PathBuf>, BTreeMap<String, String>);
+
+/// `--build-context NAME=DIR|docker-image://REF`.
+fn parse_build_contexts(specs: &[String]) -> Result<NamedContexts> {
+    let mut dirs = BTreeMap::new();
+    let mut images = BTreeMap::new();
     for spec in specs {
         let Some((name, value)) = spec.split_once('=') else {
             bail!("invalid --build-context {spec:?}: expected NAME=PATH");
@@ -360,19 +366,22 @@ fn parse_build_contexts(specs: &[String]) -> Result<BTreeMap<String, PathBuf>> {
         if name.is_empty() {
             bail!("invalid --build-context {spec:?}: the name is empty");
         }
-        if let Some(scheme) = [
-            "docker-image://",
-            "oci-layout://",
-            "target:",
-            "http://",
-            "https://",
-        ]
-        .iter()
-        .find(|s| value.starts_with(**s))
+        if dirs.contains_key(name) || images.contains_key(name) {
+            bail!("--build-context {name} is given twice");
+        }
+        if let Some(image) = value.strip_prefix("docker-image://") {
+            Reference::parse(image)
+                .with_context(|| format!("--build-context {name}={value}: invalid image"))?;
+            images.insert(name.to_string(), image.to_string());
+            continue;
+        }
+        if let Some(scheme) = ["oci-layout://", "target:", "http://", "https://", "git@"]
+            .iter()
+            .find(|s| value.starts_with(**s))
         {
             bail!(
                 "--build-context {name}={value}: {scheme} contexts are not supported yet \
-                 (only local directories)"
+                 (local directories and docker-image:// are)"
             );
         }
         let path = PathBuf::from(value);
@@ -382,11 +391,9 @@ fn parse_build_contexts(specs: &[String]) -> Result<BTreeMap<String, PathBuf>> {
         let path = path
             .canonicalize()
             .with_context(|| format!("--build-context {name}={value}"))?;
-        if contexts.insert(name.to_string(), path).is_some() {
-            bail!("--build-context {name} is given twice");
-        }
+        dirs.insert(name.to_string(), path);
     }
-    Ok(contexts)
+    Ok((dirs, images))
 }
 
 /// `--platform`: only the host's platform can be built for now.

@@ -775,6 +775,32 @@ fn build_contexts_stdin_dockerfile_iidfile_labels_network_platform() {
     // The Dockerfile written for the build is gone.
     assert!(leftover_build_dirs(&strata).is_empty());
 
+    // docker-image:// contexts stand in for a base and a COPY --from source.
+    let aliased = context(
+        "FROM alias-base\nCOPY --from=alias-src /etc/passwd /copied-passwd\nRUN test -x /bin/busybox\n",
+        &[],
+    );
+    build_ok(
+        &strata,
+        aliased.path(),
+        &[
+            "-t",
+            "aliased:1",
+            "--build-context",
+            "alias-base=docker-image://bb",
+            "--build-context",
+            "alias-src=docker-image://bb:latest",
+        ],
+    );
+    let rootfs = unpack(&strata, "aliased:1");
+    assert!(
+        std::fs::read_to_string(rootfs.path().join("rootfs/copied-passwd"))
+            .unwrap()
+            .starts_with("root:x:0:0:")
+    );
+    let images = strata.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!images.contains("alias-"), "{images}");
+
     for (args, expected) in [
         (
             vec!["--platform", "linux/s390x"],
@@ -785,8 +811,8 @@ fn build_contexts_stdin_dockerfile_iidfile_labels_network_platform() {
             "--network=none is not supported yet",
         ),
         (
-            vec!["--build-context", "x=docker-image://busybox"],
-            "docker-image:// contexts are not supported yet",
+            vec!["--build-context", "x=oci-layout://./layout"],
+            "oci-layout:// contexts are not supported yet",
         ),
         (vec!["--build-context", "novalue"], "expected NAME=PATH"),
         (vec!["--build-context", "x=/no/such/dir"], "not a directory"),
