@@ -143,6 +143,8 @@ struct TtyState {
     vertices: Vec<usize>,
     lines: HashMap<usize, VertexLine>,
     warnings: Vec<String>,
+    /// Messages of failed steps (with their output), printed below the last frame.
+    errors: Vec<String>,
     completed: usize,
 }
 
@@ -184,6 +186,7 @@ impl TtyView {
                 vertices: Vec::new(),
                 lines: HashMap::new(),
                 warnings: Vec::new(),
+                errors: Vec::new(),
                 completed: 0,
             }),
             stopped: AtomicBool::new(false),
@@ -263,8 +266,9 @@ impl TtyView {
                 if let Some(line) = state.lines.get_mut(&vertex) {
                     line.bar.set_message(format!("ERROR {}", line.name));
                     let elapsed = line.started.elapsed();
-                    self.add_log(line, &format!("ERROR: {message}"));
                     self.end(line, elapsed, true);
+                    let header = format!("ERROR: {}", line.name);
+                    state.errors.push(format!("{header}\n{message}"));
                 }
             }
             Event::Log { vertex, line, .. } => {
@@ -353,10 +357,14 @@ impl TtyView {
             state.vertices.len(),
         ));
         let warnings = std::mem::take(&mut state.warnings);
+        let errors = std::mem::take(&mut state.errors);
         drop(state);
         // The cursor is left at the end of the frame's last line: end it.
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err);
+        for error in &errors {
+            let _ = writeln!(err, "{error}");
+        }
         if !warnings.is_empty() {
             let _ = writeln!(
                 err,

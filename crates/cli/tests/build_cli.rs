@@ -679,6 +679,29 @@ fn progress_plain_tty_and_rawjson() {
             screen.contains("CACHED [2/3] RUN echo first-output"),
             "{screen}"
         );
+        // A failing step: marked ERROR in the frame, its output printed below it.
+        let failing = context("FROM bb\nRUN echo failing-output; exit 3\n", &[]);
+        let command = format!(
+            "{} --root {} build --progress=tty {}; echo EXIT=$?",
+            env!("CARGO_BIN_EXE_strata"),
+            strata.root().display(),
+            failing.path().display()
+        );
+        let out = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(screen.contains("EXIT=1"), "{screen}");
+        let last = &screen[screen.rfind("[+] Building ").unwrap()..];
+        assert!(last.contains(") ERROR"), "{last}");
+        assert!(
+            last.contains("ERROR [2/2] RUN echo failing-output"),
+            "{last}"
+        );
+        assert!(last.contains("\nfailing-output\r\n"), "{last:?}");
     }
 
     // rawjson: one JSON object per line, BuildKit's SolveStatus shape.
