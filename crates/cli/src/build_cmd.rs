@@ -234,10 +234,12 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         }
         Ok(output)
     });
-    let canceled = interrupted.load(Ordering::SeqCst);
+    // A build that completed before the interrupt took effect stands (its image is stored
+    // and tagged); one that did not is reported as canceled.
+    let canceled = result.is_err() && interrupted.load(Ordering::SeqCst);
     progress.finish(match (&result, canceled) {
         (_, true) => Outcome::Canceled,
-        (Ok(_), false) => Outcome::Finished,
+        (Ok(_), _) => Outcome::Finished,
         (Err(_), false) => Outcome::Failed,
     });
     if canceled {

@@ -884,7 +884,12 @@ fn processes_mentioning(marker: &str) -> Vec<String> {
 /// checks that it stops promptly and leaves nothing behind.
 fn interrupt_a_running_build(to_group: bool) {
     let strata = store_with_busybox();
-    let marker = format!("sleep 3{}", std::process::id() % 100 + 100);
+    // Unique per test process and variant (both variants run at once in this binary).
+    let marker = format!(
+        "sleep 3{}{}",
+        std::process::id() % 100 + 100,
+        u8::from(to_group)
+    );
     let ctx = context(
         &format!("FROM bb\nRUN echo long-step-started && {marker} && echo finished-$((1+1))\n"),
         &[],
