@@ -255,7 +255,13 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         strata_image::remove_image(&store, &output.image_id.to_string(), false)
             .context("removing the untagged image after exporting it")?;
     }
-    if !quiet && !warnings.is_empty() {
+    if mode == Mode::RawJson {
+        // Machine-readable progress stays one JSON object per line.
+        for w in &warnings {
+            let message = format!("{}: {} (line {})", w.rule, w.message, w.line);
+            progress.event(&Event::Warning { message: &message });
+        }
+    } else if !quiet && !warnings.is_empty() {
         let mut err = std::io::stderr().lock();
         writeln!(
             err,
