@@ -51,13 +51,13 @@ pub struct BuildArgs {
     pull: bool,
     /// Output destination (format: "type=local,dest=path"; types local, tar, oci, docker,
     /// image; "-o DIR" is type=local, "-o -" a tar on stdout)
-    #[arg(short, long = "output", value_name = "TYPE=..,DEST=..")]
+    #[arg(short, long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
     /// Check the Dockerfile and build arguments for problems without building
     #[arg(long)]
     check: bool,
-    /// Additional build contexts (name=path; a local directory)
-    #[arg(long = "build-context", value_name = "NAME=PATH")]
+    /// Additional build contexts (NAME=DIR, or NAME=docker-image://REF)
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
     build_contexts: Vec<String>,
     /// Networking mode for RUN instructions during the build ("default" = "host" here)
     #[arg(long, default_value = "default")]
