@@ -213,13 +213,12 @@ pub fn build(
             let image = match (&options.image_source, options.pull, local) {
                 (Some(source), PullPolicy::Always, _) | (Some(source), _, Err(_)) => {
                     resolve_vertices += 1;
-                    pull_image(store, &**source, source_ref, resolve_vertices, progress).map_err(
-                        |message| BuildError::Step {
+                    source::pull_image(store, &**source, source_ref, resolve_vertices, progress)
+                        .map_err(|message| BuildError::Step {
                             line,
                             instruction: instruction.into(),
                             message,
-                        },
-                    )?;
+                        })?;
                     catalog = store.catalog()?;
                     StoredImage::resolve(store, &catalog, source_ref)
                 }
@@ -311,49 +310,6 @@ pub fn build(
         let _ = strata_image::gc::remove_unreferenced(store, &added);
     }
     result
-}
-
-/// Pulls `reference` through `source` as BuildKit's `[internal] load metadata for REF` step.
-fn pull_image(
-    store: &Store,
-    source: &dyn ImageSource,
-    reference: &str,
-    vertex: usize,
-    progress: &dyn Progress,
-) -> std::result::Result<(), String> {
-    let shown = Reference::parse(reference)
-        .map(|r| r.with_default_tag().to_string())
-        .unwrap_or_else(|_| reference.to_string());
-    let name = format!("[internal] load metadata for {shown}");
-    progress.event(&Event::Started {
-        vertex,
-        name: &name,
-    });
-    let started = Instant::now();
-    let log = |line: &str| {
-        progress.event(&Event::Log {
-            vertex,
-            elapsed: started.elapsed(),
-            line,
-        })
-    };
-    match source.pull(store, reference, &Platform::host(), &log) {
-        Ok(()) => {
-            progress.event(&Event::Done {
-                vertex,
-                elapsed: started.elapsed(),
-            });
-            Ok(())
-        }
-        Err(message) => {
-            let message = format!("failed to resolve source metadata for {shown}: {message}");
-            progress.event(&Event::Error {
-                vertex,
-                message: &message,
-            });
-            Err(message)
-        }
-    }
 }
 
 fn created_time(epoch: Option<i64>) -> Result<DateTime<Utc>> {
