@@ -118,15 +118,53 @@ fn leftover_build_dirs(strata: &Strata) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A `strata registry serve` on a free loopback port; killed on drop.
+/// A registry on a free loopback port: `strata registry serve`, or CNCF Distribution
+/// (Debian's `docker-registry`); killed on drop.
 struct Registry {
     child: Child,
     host: String,
     _dir: tempfile::TempDir,
 }
 
+const DISTRIBUTION: &str = "/usr/bin/docker-registry";
+
 impl Registry {
-    fn start() -> Registry {
+    /// Distribution, or None (skip) when it is not installed.
+    fn distribution() -> Option<Registry> {
+        if !Path::new(DISTRIBUTION).exists() {
+            assert!(!peers_required(), "{DISTRIBUTION} is required");
+            eprintln!("skipping: {DISTRIBUTION} not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new(DISTRIBUTION)
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            host,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(registry)
+    }
+
+    fn strata() -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -167,11 +205,24 @@ impl Drop for Registry {
 }
 
 #[test]
-fn base_images_are_pulled_when_missing_and_rechecked_with_pull() {
+fn base_images_are_pulled_from_strata_registry_when_missing_and_rechecked_with_pull() {
     if !can_build() {
         return;
     }
-    let registry = Registry::start();
+    pull_on_build_from(&Registry::strata());
+}
+
+#[test]
+fn base_images_are_pulled_from_distribution_when_missing_and_rechecked_with_pull() {
+    if !can_build() {
+        return;
+    }
+    if let Some(registry) = Registry::distribution() {
+        pull_on_build_from(&registry);
+    }
+}
+
+fn pull_on_build_from(registry: &Registry) {
     let base = format!("{}/bb:latest", registry.host);
     let tool = format!("{}/tool:1", registry.host);
     // A publisher store pushes the base, and a second image used only by COPY --from.
