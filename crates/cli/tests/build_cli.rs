@@ -1,5 +1,6 @@
-//! The `strata build` command surface on the real binary: base images pulled from a real
-//! registry (strata's own `registry serve` on loopback) when missing or with `--pull`,
+//! The `strata build` command surface on the real binary: base images pulled from real
+//! registries (strata's own `registry serve` and CNCF Distribution, on loopback) when missing
+//! or with `--pull`,
 //! `--output` of every type (checked with the OCI schemas and `docker load`), `--check` as
 //! `docker build --check` prints it, `--progress` plain/tty (on a pseudo-terminal made by
 //! util-linux `script`)/rawjson, the smaller flags, and Ctrl-C in the middle of a RUN.
