@@ -94,18 +94,21 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     let Some(context) = args.context.clone() else {
         bail!("\"strata build\" requires exactly 1 argument: the build context directory");
     };
-    if context.as_os_str() == "-" {
-        bail!("building from a context on standard input is not supported yet");
+    // `strata build -`: the Dockerfile on stdin and no context (`docker build - < Dockerfile`).
+    let stdin_context = context.as_os_str() == "-";
+    if stdin_context && args.file.is_some() {
+        bail!("a build context (tar) on standard input is not supported yet; only a Dockerfile");
     }
     if context.to_string_lossy().contains("://") || context.to_string_lossy().starts_with("git@") {
         bail!("remote build contexts (URLs, git) are not supported yet");
     }
-    if !context.is_dir() {
+    if !stdin_context && !context.is_dir() {
         bail!("unable to prepare context: path {:?} not found", context);
     }
     let mode = Mode::parse(&args.progress, args.quiet)?;
     let quiet = mode == Mode::Quiet;
-    let dockerfile_from_stdin = args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
+    let dockerfile_from_stdin =
+        stdin_context || args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
     let dockerfile = match &args.file {
         Some(f) if !dockerfile_from_stdin => f.clone(),
         _ => context.join("Dockerfile"),
@@ -189,6 +192,10 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     let dockerfile = stdin_dockerfile
         .as_ref()
         .map_or(dockerfile, |d| d.path.clone());
+    let context = match &stdin_dockerfile {
+        Some(d) if stdin_context => d.empty_context()?,
+        _ => context,
+    };
     let display = if stdin_dockerfile.is_some() {
         "Dockerfile".to_string()
     } else {
@@ -203,6 +210,8 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         print_check_warnings(&mut out, &display, &text, &warnings)?;
         bail!("lint violation found for rules: {}", rule_names(&warnings));
     }
+    // A setting of the checks, not an argument of the Dockerfile (as in BuildKit).
+    build_args.remove("BUILDKIT_DOCKERFILE_CHECK");
     let options = strata_build::BuildOptions {
         context,
         dockerfile,
@@ -350,6 +359,14 @@ impl StdinDockerfile {
         let path = dir.join("Dockerfile");
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(StdinDockerfile { dir, path })
+    }
+
+    /// An empty directory beside it: the context of `strata build -`.
+    fn empty_context(&self) -> Result<PathBuf> {
+        let context = self.dir.join("context");
+        std::fs::create_dir_all(&context)
+            .with_context(|| format!("creating {}", context.display()))?;
+        Ok(context)
     }
 }
 

@@ -654,6 +654,19 @@ fn check_error_directive_fails_the_build_before_it_runs() {
         progress.contains(" - JSONArgsRecommended: JSON arguments recommended for CMD"),
         "{progress}"
     );
+    // BUILDKIT_DOCKERFILE_CHECK skips it, and is a check setting, not an unused build arg.
+    let progress = build_ok(
+        &strata,
+        ctx.path(),
+        &[
+            "-t",
+            "x:1",
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=JSONArgsRecommended",
+        ],
+    );
+    assert!(!progress.contains("JSONArgsRecommended"), "{progress}");
+    assert!(!progress.contains("not consumed"), "{progress}");
 }
 
 #[test]
@@ -866,6 +879,39 @@ fn build_contexts_stdin_dockerfile_iidfile_labels_network_platform() {
     assert_eq!(labels["org.example.a"], "1");
     assert_eq!(labels["b"], "two");
     // The Dockerfile written for the build is gone.
+    assert!(leftover_build_dirs(&strata).is_empty());
+
+    // `strata build -`: the Dockerfile on stdin, an empty context.
+    let mut child = strata
+        .command()
+        .args(["build", "-q", "-t", "stdin:1", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM bb\nRUN ls -A /ctx-check 2>/dev/null; echo from-stdin > /s\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rootfs = unpack(&strata, "stdin:1");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("rootfs/s")).unwrap(),
+        "from-stdin\n"
+    );
+    let error = strata.fails(&["build", "-f", "Dockerfile", "-"]);
+    assert!(
+        error.contains("tar) on standard input is not supported"),
+        "{error}"
+    );
     assert!(leftover_build_dirs(&strata).is_empty());
 
     // docker-image:// contexts stand in for a base and a COPY --from source.
