@@ -139,6 +139,8 @@ struct VertexLine {
     /// Set once the step ended: its final time.
     ended: Option<Duration>,
     logs: VecDeque<ProgressBar>,
+    /// Taken out of the live view to make room (it is in the final frame).
+    hidden: bool,
 }
 
 struct TtyState {
@@ -154,6 +156,8 @@ struct TtyState {
 /// advances the timers.
 struct TtyView {
     multi: MultiProgress,
+    /// The terminal's size (rows, columns) when the build started.
+    size: (usize, usize),
     header: ProgressBar,
     started: Instant,
     state: Mutex<TtyState>,
@@ -169,6 +173,32 @@ fn log_style() -> ProgressStyle {
     ProgressStyle::with_template(" => => # {wide_msg}").expect("a valid template")
 }
 
+/// ` => NAME ... TIME`, the time right-aligned at `columns`, the name cut to fit.
+fn step_line(name: &str, time: &str, columns: usize) -> String {
+    let room = columns.saturating_sub(4 + 1 + 7).max(10);
+    let name: String = name.chars().take(room).collect();
+    format!(" => {name:<room$} {time:>7}")
+}
+
+/// The size (rows, columns) of the terminal on stderr, from util-linux/coreutils `stty`.
+fn terminal_size() -> Option<(usize, usize)> {
+    let terminal = std::fs::read_link("/proc/self/fd/2").ok()?;
+    let output = std::process::Command::new("stty")
+        .arg("-F")
+        .arg(terminal)
+        .arg("size")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let mut parts = text.split_whitespace().map(|n| n.parse::<usize>().ok());
+    match (parts.next()??, parts.next()??) {
+        (rows, columns) if rows > 0 && columns > 0 => Some((rows, columns)),
+        _ => None,
+    }
+}
+
 fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
@@ -182,6 +212,7 @@ impl TtyView {
         );
         let view = Arc::new(TtyView {
             multi,
+            size: terminal_size().unwrap_or((24, 80)),
             header,
             started: Instant::now(),
             state: Mutex::new(TtyState {
@@ -248,8 +279,10 @@ impl TtyView {
                         started: Instant::now(),
                         ended: None,
                         logs: VecDeque::new(),
+                        hidden: false,
                     },
                 );
+                self.fit(&mut state);
             }
             Event::Cached { vertex } => {
                 if let Some(line) = state.lines.get_mut(&vertex) {
@@ -280,9 +313,40 @@ impl TtyView {
                     for part in line.lines() {
                         self.add_log(vertex_line, part);
                     }
+                    self.fit(&mut state);
                 }
             }
             Event::Warning { message } => state.warnings.push(message.to_string()),
+        }
+    }
+
+    /// Keeps the live view within the terminal's height (indicatif would cut off its end,
+    /// where the running steps are): the oldest finished steps leave it first.
+    fn fit(&self, state: &mut TtyState) {
+        let room = self.size.0.saturating_sub(2).max(3);
+        let used = |state: &TtyState| {
+            1 + state
+                .lines
+                .values()
+                .filter(|l| !l.hidden)
+                .map(|l| 1 + l.logs.len())
+                .sum::<usize>()
+        };
+        let mut order = state.vertices.clone().into_iter();
+        while used(state) > room {
+            let Some(vertex) = order.next() else { break };
+            if let Some(line) = state.lines.get_mut(&vertex)
+                && line.ended.is_some()
+                && !line.hidden
+            {
+                line.hidden = true;
+                line.bar.finish_and_clear();
+                self.multi.remove(&line.bar);
+                for log in line.logs.drain(..) {
+                    log.finish_and_clear();
+                    self.multi.remove(&log);
+                }
+            }
         }
     }
 
@@ -350,20 +414,38 @@ impl TtyView {
                 self.end(line, elapsed, false);
             }
         }
-        // Finishing the header last forces a draw of the whole view: that frame stays on
-        // the terminal.
-        self.header.finish_with_message(format!(
+        // The live view goes; the final frame is printed in full as plain lines (it may be
+        // taller than the terminal: then it scrolls, as BuildKit's does).
+        let header = format!(
             "[+] Building {:.1}s ({}/{}){ending}",
             self.started.elapsed().as_secs_f64(),
             state.completed,
             state.vertices.len(),
-        ));
+        );
+        self.header.finish_and_clear();
+        for line in state.lines.values() {
+            line.bar.finish_and_clear();
+            for log in &line.logs {
+                log.finish_and_clear();
+            }
+        }
+        let _ = self.multi.clear();
+        let mut frame = format!("{header}\n");
+        for vertex in &state.vertices {
+            if let Some(line) = state.lines.get(vertex) {
+                frame.push_str(&step_line(
+                    &line.bar.message(),
+                    &seconds(line.ended.unwrap_or_default()),
+                    self.size.1,
+                ));
+                frame.push('\n');
+            }
+        }
         let warnings = std::mem::take(&mut state.warnings);
         let errors = std::mem::take(&mut state.errors);
         drop(state);
-        // The cursor is left at the end of the frame's last line: end it.
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err);
+        let _ = err.write_all(frame.as_bytes());
         for error in &errors {
             let _ = writeln!(err, "{error}");
         }

@@ -744,6 +744,35 @@ fn progress_plain_tty_and_rawjson() {
             screen.contains("CACHED [2/3] RUN echo first-output"),
             "{screen}"
         );
+        // More steps than the terminal has rows: the live view keeps the running step in
+        // sight (the oldest finished ones leave it), and the final frame lists them all.
+        let many: String = std::iter::once("FROM bb\n".to_string())
+            .chain((1..=12).map(|i| format!("RUN echo many-{i}\n")))
+            .collect();
+        let tall = context(&many, &[]);
+        let command = format!(
+            "stty rows 8 cols 70; {} --root {} build --progress=tty {}; echo EXIT=$?",
+            env!("CARGO_BIN_EXE_strata"),
+            strata.root().display(),
+            tall.path().display()
+        );
+        let out = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(screen.contains("EXIT=0"), "{screen}");
+        let last = screen.rfind("[+] Building ").unwrap();
+        assert!(
+            screen[..last].contains("[13/13] RUN echo many-12"),
+            "the last step never showed live: {screen}"
+        );
+        let frame = &screen[last..];
+        for i in 1..=12 {
+            assert!(frame.contains(&format!("RUN echo many-{i} ")), "{frame}");
+        }
         // A failing step: marked ERROR in the frame, its output printed below it.
         let failing = context("FROM bb\nRUN echo failing-output; exit 3\n", &[]);
         let command = format!(
