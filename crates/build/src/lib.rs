@@ -32,6 +32,7 @@ pub mod pattern;
 pub mod progress;
 mod run;
 pub mod sandbox;
+pub mod source;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,7 @@ use strata_store::{BlobRef, BuildCacheRecord, CachedLayer, Store, StoreError};
 
 pub use progress::{Event, NoProgress, PlainProgress, Progress};
 pub use sandbox::{SandboxSpec, run_in_namespace};
+pub use source::{ImageSource, PullPolicy};
 
 use crate::state::{LayerInfo, StageState};
 
@@ -114,6 +116,12 @@ pub struct BuildOptions {
     /// `--build-context name=path`: named local contexts for `COPY --from=name` and
     /// `RUN --mount=from=name`.
     pub build_contexts: BTreeMap<String, PathBuf>,
+    /// `--build-context NAME=docker-image://REF`: `FROM NAME` / `COPY --from=NAME` use image REF.
+    pub image_contexts: BTreeMap<String, String>,
+    /// `--pull`: whether base images are fetched again even when the store has them.
+    pub pull: PullPolicy,
+    /// Where images the store lacks come from; `None`: the store only.
+    pub image_source: Option<Arc<dyn ImageSource>>,
 }
 
 impl BuildOptions {
@@ -131,6 +139,9 @@ impl BuildOptions {
             no_cache: false,
             secrets: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
+            image_contexts: BTreeMap::new(),
+            pull: PullPolicy::Missing,
+            image_source: None,
         }
     }
 }
@@ -176,8 +187,10 @@ pub fn build(
         image_env: BTreeMap::new(),
     };
     let first = strata_dockerfile::plan(&df, &plan_options)?;
-    // Base images must be in the store; their ENV feeds the planner's substitution.
-    let catalog = store.catalog()?;
+    // Base images come from the store, pulled first when missing (or always with `--pull`);
+    // their ENV feeds the planner's substitution.
+    let mut catalog = store.catalog()?;
+    let mut resolve_vertices = 0;
     let mut images: HashMap<String, StoredImage> = HashMap::new();
     for stage in &first.stages {
         let mut refs: Vec<(&String, bool)> = stage
@@ -193,27 +206,48 @@ pub fn build(
             if images.contains_key(reference) {
                 continue;
             }
-            let image = StoredImage::resolve(store, &catalog, reference).map_err(|e| {
-                let line = if is_base {
-                    df.stages[stage.index].from.span.line
-                } else {
-                    stage
-                        .steps
-                        .iter()
-                        .find(|s| match &s.instruction {
-                            Instruction::Copy(c) => c.from.as_deref() == Some(reference.as_str()),
-                            _ => false,
-                        })
-                        .or(stage.steps.first())
-                        .map_or(0, |s| s.span.line)
-                };
-                BuildError::Step {
-                    line,
-                    instruction: if is_base { "FROM" } else { "COPY --from" }.into(),
-                    message: format!(
-                        "{reference}: image not found locally; pull it with `strata pull` ({e})"
-                    ),
+            let line = if is_base {
+                df.stages[stage.index].from.span.line
+            } else {
+                stage
+                    .steps
+                    .iter()
+                    .find(|s| match &s.instruction {
+                        Instruction::Copy(c) => c.from.as_deref() == Some(reference.as_str()),
+                        _ => false,
+                    })
+                    .or(stage.steps.first())
+                    .map_or(0, |s| s.span.line)
+            };
+            let instruction = if is_base { "FROM" } else { "COPY --from" };
+            // A named image context stands in for the name as written.
+            let source_ref = options.image_contexts.get(reference).unwrap_or(reference);
+            let local = StoredImage::resolve(store, &catalog, source_ref);
+            let image = match (&options.image_source, options.pull, local) {
+                (Some(source), PullPolicy::Always, _) | (Some(source), _, Err(_)) => {
+                    resolve_vertices += 1;
+                    source::pull_image(store, &**source, source_ref, resolve_vertices, progress)
+                        .map_err(|message| BuildError::Step {
+                            line,
+                            instruction: instruction.into(),
+                            message,
+                        })?;
+                    catalog = store.catalog()?;
+                    StoredImage::resolve(store, &catalog, source_ref)
                 }
+                (_, _, local) => local,
+            };
+            let image = image.map_err(|e| BuildError::Step {
+                line,
+                instruction: instruction.into(),
+                message: format!(
+                    "{source_ref}: image not found locally{} ({e})",
+                    if options.image_source.is_none() {
+                        "; pull it with `strata pull`"
+                    } else {
+                        ""
+                    }
+                ),
             })?;
             if is_base {
                 let env = image
@@ -266,7 +300,7 @@ pub fn build(
         dir: &cleanup,
         progress,
         sequence: AtomicUsize::new(0),
-        vertices: AtomicUsize::new(0),
+        vertices: AtomicUsize::new(resolve_vertices),
         added: Mutex::new(Vec::new()),
         created: created_time(options.source_date_epoch)?,
         results: Mutex::new(HashMap::new()),

@@ -1,6 +1,7 @@
 //! The `strata` command: parses arguments and dispatches to the library crates.
 
 mod build_cmd;
+mod build_progress;
 mod client_cmd;
 mod commands;
 mod output;

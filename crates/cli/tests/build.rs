@@ -436,8 +436,9 @@ fn unsupported_features_fail_clearly() {
             "not supported yet",
         ),
         (
-            "FROM missing-image:1\n",
-            "image not found locally; pull it with `strata pull`",
+            // Missing locally, so it is pulled: from a loopback port nothing listens on.
+            "FROM 127.0.0.1:1/missing-image:1\n",
+            "Dockerfile:1: FROM: failed to resolve source metadata for 127.0.0.1:1/missing-image:1",
         ),
         ("FROM bb\nCOPY ../escape /x\n", "escapes the build context"),
         (
