@@ -762,3 +762,75 @@ impl Drop for DockerImages {
         let _ = std::process::Command::new("docker").args(&args).output();
     }
 }
+
+/// A tar whose entries try to leave the destination: `..`, absolute paths, a symlink to a
+/// host directory written through, a hard link to a host file.
+fn hostile_tar(host_dir: &Path) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut entry = |name: &str, kind: tar::EntryType, link: Option<&str>, body: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        let field = &mut header.as_old_mut().name;
+        field.fill(0);
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            let field = &mut header.as_old_mut().linkname;
+            field.fill(0);
+            field[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(body.len() as u64);
+        header.set_cksum();
+        builder.append(&header, body).unwrap();
+    };
+    let host = host_dir.to_str().unwrap();
+    entry("../escape.txt", tar::EntryType::Regular, None, b"escape\n");
+    entry("/abs.txt", tar::EntryType::Regular, None, b"abs\n");
+    entry("lnk", tar::EntryType::Symlink, Some(host), b"");
+    entry("lnk/pwn.txt", tar::EntryType::Regular, None, b"pwned\n");
+    entry("hl", tar::EntryType::Link, Some("/etc/hostname"), b"");
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn hostile_archives_stay_inside_the_layer() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let host_dir = tempfile::tempdir().unwrap();
+    let hostname_before = std::fs::read("/etc/hostname").ok();
+    let ctx = context("FROM bb\nADD evil.tar /arch/\n", &[]);
+    std::fs::write(ctx.path().join("evil.tar"), hostile_tar(host_dir.path())).unwrap();
+    let out = build(&strata, ctx.path(), &["-t", "evil-archive"]);
+    // Whatever the outcome, nothing was written outside the layer.
+    assert_eq!(
+        std::fs::read_dir(host_dir.path()).unwrap().count(),
+        0,
+        "an archive wrote to the host"
+    );
+    assert_eq!(std::fs::read("/etc/hostname").ok(), hostname_before);
+    let escaped = std::process::Command::new("find")
+        .args([strata.root().to_str().unwrap(), "-name", "escape.txt"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let fs = unpack(&strata, "evil-archive");
+        let root = fs.path().join("rootfs");
+        assert!(
+            !root.join("escape.txt").exists(),
+            "`..` left the destination"
+        );
+        assert!(
+            !root.join("abs.txt").exists(),
+            "an absolute path left the destination"
+        );
+    } else {
+        assert!(stderr.contains("Dockerfile:2: ADD"), "{stderr}");
+        assert!(
+            String::from_utf8_lossy(&escaped.stdout).trim().is_empty(),
+            "escape.txt written in the store"
+        );
+    }
+}
