@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use strata_dockerfile::{Heredoc, Instruction, PlannedStep};
 
 use crate::add;
+use crate::git;
 use crate::mode::ModeSpec;
 use crate::pattern::{IgnoreRules, clean_absolute, clean_relative, glob_match, has_glob};
 use crate::state::StageState;
@@ -34,8 +35,10 @@ pub struct CopyRequest<'a> {
     pub link: bool,
     pub parents: bool,
     pub exclude: &'a [String],
-    /// `ADD --checksum` of the one URL source.
+    /// `ADD --checksum` of the one URL or git source.
     pub checksum: Option<&'a str>,
+    /// `ADD --keep-git-dir`.
+    pub keep_git_dir: bool,
 }
 
 impl<'a> CopyRequest<'a> {
@@ -64,15 +67,10 @@ impl<'a> CopyRequest<'a> {
                     parents: c.parents,
                     exclude: &c.exclude,
                     checksum: None,
+                    keep_git_dir: false,
                 })
             }
             Instruction::Add(a) => {
-                if let Some(src) = a.sources.iter().find(|s| add::is_git(s)) {
-                    return Err(step_error(
-                        step,
-                        format!("ADD of git repositories is not supported yet: {src}"),
-                    ));
-                }
                 if let Some(checksum) = &a.checksum {
                     if a.sources.len() + a.heredocs.len() != 1 {
                         return Err(step_error(
@@ -80,11 +78,20 @@ impl<'a> CopyRequest<'a> {
                             "checksum can't be specified for multiple sources",
                         ));
                     }
-                    if !a.sources.first().is_some_and(|s| add::is_url(s)) {
-                        return Err(step_error(step, "checksum requires HTTP(S) or Git sources"));
+                    match a.sources.first() {
+                        Some(s) if add::is_url(s) => {
+                            add::parse_checksum(checksum).map_err(|e| {
+                                step_error(step, format!("--checksum={checksum}: {e}"))
+                            })?;
+                        }
+                        Some(s) if add::is_git(s) => {}
+                        _ => {
+                            return Err(step_error(
+                                step,
+                                "checksum requires HTTP(S) or Git sources",
+                            ));
+                        }
                     }
-                    add::parse_checksum(checksum)
-                        .map_err(|e| step_error(step, format!("--checksum={checksum}: {e}")))?;
                 }
                 Ok(CopyRequest {
                     sources: &a.sources,
@@ -98,6 +105,7 @@ impl<'a> CopyRequest<'a> {
                     parents: false,
                     exclude: &a.exclude,
                     checksum: a.checksum.as_deref(),
+                    keep_git_dir: a.keep_git_dir.unwrap_or(false),
                 })
             }
             other => Err(step_error(
@@ -489,6 +497,15 @@ fn collect_items(
     }
     let mut empty_globs = 0;
     for src in req.sources {
+        if req.is_add && add::is_git(src) {
+            let path = git_checkout(src, req, downloads).map_err(|e| step_error(step, e))?;
+            items.push(Item::Local {
+                path,
+                name: String::new(),
+                context_rel: None,
+            });
+            continue;
+        }
         if req.is_add && add::is_url(src) {
             let download =
                 add::fetch(downloads, src, req.checksum).map_err(|e| step_error(step, e))?;
@@ -560,6 +577,20 @@ fn collect_items(
         ));
     }
     Ok(items)
+}
+
+/// Checks a git source out (see [`crate::git`]); `--checksum` must name its commit.
+fn git_checkout(src: &str, req: &CopyRequest<'_>, downloads: &Path) -> Result<PathBuf, String> {
+    let source = git::GitRef::parse(src)?;
+    let commit = git::resolve(&source)?;
+    if let Some(checksum) = req.checksum
+        && (checksum.len() < 7 || !commit.starts_with(&checksum.to_ascii_lowercase()))
+    {
+        return Err(format!(
+            "checksum mismatch for {src}: expected {checksum}, got commit {commit}"
+        ));
+    }
+    git::checkout(downloads, &source, &commit, req.keep_git_dir)
 }
 
 fn context_rel(root: &SourceRoot, path: &Path) -> Option<String> {

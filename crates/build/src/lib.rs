@@ -20,13 +20,14 @@
 //!   first in a stage ([`onbuild`]).
 //!
 //! Not supported yet (each fails with an error naming the instruction and line): `RUN --mount`,
-//! `RUN --security=insecure`, `ADD` of git repositories, `ADD` of bzip2/xz archives,
+//! `RUN --security=insecure`, `ADD` of bzip2/xz archives,
 //! `FROM --platform` other than the host.
 
 mod add;
 pub mod cache;
 mod config;
 mod copy;
+mod git;
 mod mode;
 mod onbuild;
 pub mod pattern;
@@ -860,7 +861,12 @@ impl Engine<'_> {
             Instruction::Add(a) => {
                 for source in &a.sources {
                     if add::is_git(source) {
-                        return Ok(None);
+                        // Keyed by the commit the ref names now.
+                        let commit = git::GitRef::parse(source)
+                            .and_then(|r| git::resolve(&r))
+                            .map_err(|e| step_error(step, e))?;
+                        key.add(format!("git {source} {commit}"));
+                        continue;
                     }
                     if let (true, Some(checksum)) = (add::is_url(source), &a.checksum) {
                         // Pinned content: keyed by the checksum without downloading, as

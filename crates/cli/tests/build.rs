@@ -428,10 +428,6 @@ fn unsupported_features_fail_clearly() {
             "Dockerfile:2: RUN: --mount is not supported yet",
         ),
         (
-            "FROM bb\nADD https://127.0.0.1:1/repo.git /x\n",
-            "Dockerfile:2: ADD: ADD of git repositories is not supported yet",
-        ),
-        (
             "FROM missing-image:1\n",
             "image not found locally; pull it with `strata pull`",
         ),
