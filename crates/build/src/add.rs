@@ -5,7 +5,7 @@
 //! needs its content before the step runs); the file keeps the name from the URL's path, mode
 //! 0600 and the `Last-Modified` time (the Unix epoch without one), as Docker gives it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -275,22 +275,72 @@ fn download_to(
     })
 }
 
-/// How a local ADD source is compressed when it is a tar archive (Docker extracts it), or
-/// `None` when it is not one (a gzip file that does not hold a tar stays a file).
-pub fn archive_compression(path: &Path) -> Result<Option<strata_layer::Compression>, String> {
-    let Ok(file) = std::fs::File::open(path) else {
-        return Ok(None);
-    };
-    let mut reader = BufReader::new(file);
-    let head = reader.fill_buf().map_err(|e| e.to_string())?;
-    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        // Only a tar inside would make it an archive; we cannot look without a decoder.
-        return Err(
-            "bzip2 and xz archives are not supported yet (gzip, zstd and plain tar are)".into(),
-        );
+/// How a tar archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Plain,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl ArchiveKind {
+    fn sniff(head: &[u8]) -> ArchiveKind {
+        if head.starts_with(b"BZh") {
+            ArchiveKind::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            ArchiveKind::Xz
+        } else {
+            match strata_layer::Compression::sniff(head) {
+                strata_layer::Compression::Gzip => ArchiveKind::Gzip,
+                strata_layer::Compression::Zstd => ArchiveKind::Zstd,
+                strata_layer::Compression::None => ArchiveKind::Plain,
+            }
+        }
     }
-    let compression = strata_layer::Compression::sniff(head);
-    let Ok(mut decoder) = strata_layer::decompress(compression, reader) else {
+}
+
+/// `path`'s content, decompressed as `kind` says.
+fn decoder(path: &Path, kind: ArchiveKind) -> Result<Box<dyn Read>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = BufReader::new(file);
+    let compression = match kind {
+        ArchiveKind::Bzip2 => {
+            return Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(reader)));
+        }
+        ArchiveKind::Xz => {
+            return Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(
+                reader,
+            )));
+        }
+        ArchiveKind::Plain => strata_layer::Compression::None,
+        ArchiveKind::Gzip => strata_layer::Compression::Gzip,
+        ArchiveKind::Zstd => strata_layer::Compression::Zstd,
+    };
+    strata_layer::decompress(compression, reader).map_err(|e| e.to_string())
+}
+
+/// How a local ADD source is compressed when it is a tar archive (Docker extracts it: plain,
+/// gzip, bzip2, xz, zstd), or `None` when it is not one (a gzip file that does not hold a tar
+/// stays a file).
+pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, String> {
+    let head = {
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return Ok(None);
+        };
+        let mut head = [0u8; 8];
+        let mut n = 0;
+        while n < head.len() {
+            match file.read(&mut head[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        head[..n].to_vec()
+    };
+    let kind = ArchiveKind::sniff(&head);
+    let Ok(mut decoder) = decoder(path, kind) else {
         return Ok(None);
     };
     let mut header = [0u8; 512];
@@ -301,7 +351,7 @@ pub fn archive_compression(path: &Path) -> Result<Option<strata_layer::Compressi
             Ok(k) => n += k,
         }
     }
-    Ok((n == 512 && is_tar_header(&header)).then_some(compression))
+    Ok((n == 512 && is_tar_header(&header)).then_some(kind))
 }
 
 /// Whether `block` is a tar header: its checksum field matches its bytes.
@@ -331,14 +381,8 @@ fn is_tar_header(block: &[u8; 512]) -> bool {
 
 /// Extracts the archive at `path` into `target` with strata-layer's safe apply: no entry can
 /// land outside `target`.
-pub fn extract_archive(
-    path: &Path,
-    compression: strata_layer::Compression,
-    target: &Path,
-) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tar =
-        strata_layer::decompress(compression, BufReader::new(file)).map_err(|e| e.to_string())?;
+pub fn extract_archive(path: &Path, kind: ArchiveKind, target: &Path) -> Result<(), String> {
+    let tar = decoder(path, kind)?;
     strata_layer::apply_layer(target, tar, &strata_layer::ApplyOptions::default())
         .map_err(|e| format!("extracting {}: {e}", path.display()))?;
     Ok(())

@@ -390,12 +390,11 @@ pub fn stage_copy(
                     continue;
                 }
                 if req.is_add {
-                    let compression =
-                        add::archive_compression(path).map_err(|e| step_error(step, e))?;
-                    if let Some(compression) = compression {
+                    let kind = add::archive_kind(path).map_err(|e| step_error(step, e))?;
+                    if let Some(kind) = kind {
                         ensure_dirs(staging, &dest_rel, base, &own, step)?;
                         let target = staging.join(&dest_rel);
-                        copier.extract(path, compression, &target, heredoc_dir)?;
+                        copier.extract(path, kind, &target, heredoc_dir)?;
                         continue;
                     }
                 }
@@ -870,12 +869,12 @@ impl Copier<'_> {
     fn extract(
         &mut self,
         archive: &Path,
-        compression: strata_layer::Compression,
+        kind: add::ArchiveKind,
         target: &Path,
         scratch_parent: &Path,
     ) -> Result<(), BuildError> {
         if self.own.uid == 0 && self.own.gid == 0 && self.own.mode.is_none() {
-            return add::extract_archive(archive, compression, target)
+            return add::extract_archive(archive, kind, target)
                 .map_err(|e| step_error(self.step, e));
         }
         let scratch = scratch_parent.join(format!(
@@ -887,8 +886,7 @@ impl Copier<'_> {
         ));
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch).map_err(|e| self.io(scratch.display(), e))?;
-        add::extract_archive(archive, compression, &scratch)
-            .map_err(|e| step_error(self.step, e))?;
+        add::extract_archive(archive, kind, &scratch).map_err(|e| step_error(self.step, e))?;
         self.restamp(&scratch)?;
         merge_into(&scratch, target).map_err(|e| self.io(target.display(), e))?;
         let _ = std::fs::remove_dir_all(&scratch);

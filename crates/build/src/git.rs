@@ -53,6 +53,7 @@ fn git(dir: Option<&Path>) -> Command {
     }
     // No prompts, no host configuration steering the fetch.
     cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .stdin(Stdio::null());

@@ -20,8 +20,7 @@
 //!   first in a stage ([`onbuild`]).
 //!
 //! Not supported yet (each fails with an error naming the instruction and line): `RUN --mount`,
-//! `RUN --security=insecure`, `ADD` of bzip2/xz archives,
-//! `FROM --platform` other than the host.
+//! `RUN --security=insecure`, `FROM --platform` other than the host.
 
 mod add;
 pub mod cache;

@@ -487,6 +487,8 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
          COPY --chown=app:staff --chmod=g=u tree/keep.log /named.log\n\
          COPY links /links/\n\
          ADD t.tar.gz t.tar.zst t.tar notar.gz /arch/\n\
+         ADD t.tar.bz2 /bz2/\n\
+         ADD t.tar.xz /xz/\n\
          ADD --chown=1234:5678 t.tar /owned-arch/\n\
          COPY f.txt nomatch* /mixed/\n",
         &[
@@ -524,6 +526,7 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
         assert!(status.success(), "{cmd}");
     };
     sh("tar -cf t.tar -C arch in && gzip -kc t.tar > t.tar.gz && gzip -c notar > notar.gz");
+    sh("bzip2 -kc t.tar > t.tar.bz2 && xz -kc t.tar > t.tar.xz");
     assert!(
         have("zstd", &["--version"]) || !peers_required(),
         "zstd is required (scripts/setup.sh)"
@@ -567,8 +570,11 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
         std::fs::read_link(fs.path().join("rootfs/links/soft")).unwrap(),
         Path::new("file")
     );
-    // Archives: gzip, zstd and plain tar are extracted; a gzip file without a tar is not.
+    // Archives: gzip, zstd, bzip2, xz and plain tar are extracted; a gzip file without a tar
+    // is not.
     assert_eq!(read(&fs, "arch/in/archived.txt"), "from the archive\n");
+    assert_eq!(read(&fs, "bz2/in/archived.txt"), "from the archive\n");
+    assert_eq!(read(&fs, "xz/in/archived.txt"), "from the archive\n");
     assert!(exists(&fs, "arch/notar.gz") && !exists(&fs, "arch/notar"));
     assert!(!exists(&fs, "arch/t.tar.gz") && !exists(&fs, "arch/t.tar"));
     assert_eq!(owner_mode(&fs, "owned-arch/in/archived.txt").0, 1234);
@@ -590,16 +596,11 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
             "it should be octal string and between 0 and 07777",
         ),
         (
-            "FROM bb\nADD a.tbz /x/\n",
-            "bzip2 and xz archives are not supported yet",
-        ),
-        (
             "FROM bb\nCOPY --parents ../f /x/\n",
             "escapes the build context",
         ),
     ] {
         let ctx = context(dockerfile, &[("f", "f")]);
-        std::fs::write(ctx.path().join("a.tbz"), b"BZh91AY&SY").unwrap();
         let err = build_err(&strata, ctx.path(), &[]);
         assert!(err.contains(expected), "{dockerfile}: {err}");
     }
@@ -677,6 +678,8 @@ fn file_metadata_matches_docker_build() {
              ADD {url} /dl-file\n\
              COPY d /hl/\n\
              ADD t.tar.gz /tgz/\n\
+             ADD t.tar.bz2 /tbz/\n\
+             ADD t.tar.xz /txz/\n\
              ADD notar.gz /gz/\n\
              COPY --chown=app:staff d/a /owned\n\
              COPY d/a d/b /two/\n",
@@ -689,7 +692,11 @@ fn file_metadata_matches_docker_build() {
     for c in [strata_ctx.path(), docker_ctx.path()] {
         std::fs::hard_link(c.join("d/a"), c.join("d/b")).unwrap();
         let status = std::process::Command::new("sh")
-            .args(["-c", "tar -czf t.tar.gz -C t x && gzip -c notar > notar.gz"])
+            .args([
+                "-c",
+                "tar -cf t.tar -C t x && gzip -kc t.tar > t.tar.gz && bzip2 -kc t.tar > t.tar.bz2 \
+                 && xz -kc t.tar > t.tar.xz && gzip -c notar > notar.gz",
+            ])
             .current_dir(c)
             .status()
             .unwrap();
@@ -714,7 +721,8 @@ fn file_metadata_matches_docker_build() {
     );
     // Paths, type, mode, owner, link count; mtimes for the downloads (context files get
     // their copy times in Docker's layer tars, as in ours).
-    let paths = "/dl/file.bin /dl-file /hl/a /hl/b /tgz/x /gz/notar.gz /owned /two/a /two/b";
+    let paths =
+        "/dl/file.bin /dl-file /hl/a /hl/b /tgz/x /tbz/x /txz/x /gz/notar.gz /owned /two/a /two/b";
     let docker_stat = run_tool(
         "docker",
         &[
