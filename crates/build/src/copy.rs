@@ -394,7 +394,7 @@ pub fn stage_copy(
                     if let Some(kind) = kind {
                         ensure_dirs(staging, &dest_rel, base, &own, step)?;
                         let target = staging.join(&dest_rel);
-                        copier.extract(path, kind, &target, heredoc_dir)?;
+                        copier.extract(path, kind, &target, heredoc_dir, req.chown.is_some())?;
                         continue;
                     }
                 }
@@ -473,8 +473,7 @@ fn file_target(
     Ok(staging.join(target_rel))
 }
 
-/// The items the request's sources name, in order: heredocs first (as BuildKit adds them
-/// last, but they never collide with paths of the same step in practice), then each source.
+/// The items the request's sources name, in BuildKit's order: the sources, then heredocs.
 fn collect_items(
     req: &CopyRequest<'_>,
     root: &SourceRoot,
@@ -484,16 +483,6 @@ fn collect_items(
     step: &PlannedStep,
 ) -> Result<Vec<Item>, BuildError> {
     let mut items = Vec::new();
-    for h in req.heredocs {
-        let path = heredoc_dir.join(&h.name);
-        std::fs::write(&path, &h.content).map_err(|e| io(step, &h.name, e))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| io(step, &h.name, e))?;
-        items.push(Item::Heredoc {
-            path,
-            name: h.name.clone(),
-        });
-    }
     let mut empty_globs = 0;
     for src in req.sources {
         if req.is_add && add::is_git(src) {
@@ -564,6 +553,16 @@ fn collect_items(
             context_rel: context_rel(root, &canonical),
             path: canonical,
             name: rel.rsplit('/').next().unwrap_or("").to_string(),
+        });
+    }
+    for h in req.heredocs {
+        let path = heredoc_dir.join(&h.name);
+        std::fs::write(&path, &h.content).map_err(|e| io(step, &h.name, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| io(step, &h.name, e))?;
+        items.push(Item::Heredoc {
+            path,
+            name: h.name.clone(),
         });
     }
     if items.is_empty() && empty_globs > 0 {
@@ -863,17 +862,19 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// Extracts a local archive into `target`. With `--chown`/`--chmod` the extracted entries
-    /// get them, as BuildKit applies the copy's owner to unpacked files; extraction goes to a
-    /// scratch directory first so those apply only to what the archive holds.
+    /// Extracts a local archive into `target`. With `--chown` the extracted entries get that
+    /// owner, as BuildKit (0.23 and later) applies it to unpacked files; their modes and times
+    /// stay the archive's. Extraction then goes to a scratch directory first so the owner
+    /// applies only to what the archive holds.
     fn extract(
         &mut self,
         archive: &Path,
         kind: add::ArchiveKind,
         target: &Path,
         scratch_parent: &Path,
+        chown: bool,
     ) -> Result<(), BuildError> {
-        if self.own.uid == 0 && self.own.gid == 0 && self.own.mode.is_none() {
+        if !chown {
             return add::extract_archive(archive, kind, target)
                 .map_err(|e| step_error(self.step, e));
         }
@@ -901,7 +902,17 @@ impl Copier<'_> {
             if meta.is_dir() {
                 self.restamp(&path)?;
             }
-            self.finish(&path, &meta)?;
+            std::os::unix::fs::lchown(&path, Some(self.own.uid), Some(self.own.gid))
+                .map_err(|e| self.io(path.display(), e))?;
+            if !meta.file_type().is_symlink() {
+                // chown clears set-id bits: the archive's mode stays.
+                std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+                )
+                .map_err(|e| self.io(path.display(), e))?;
+            }
+            set_mtime_of(&path, &meta);
         }
         Ok(())
     }
