@@ -850,11 +850,16 @@ impl Engine<'_> {
                 }
             }
             // The instruction's Debug covers --exclude/--parents/--link/--chmod/--chown; the
-            // context digests below cover everything those can read (the whole fixed prefix,
-            // excluded files included).
+            // context digests below cover everything those can read.
             Instruction::Copy(c) => {
                 for source in &c.sources {
-                    key.add(self.source_digest(step, c.from.as_deref(), source)?);
+                    key.add(self.copy_source_digest(
+                        step,
+                        c.from.as_deref(),
+                        source,
+                        &c.exclude,
+                        c.parents,
+                    )?);
                 }
             }
             Instruction::Add(a) => {
@@ -887,12 +892,48 @@ impl Engine<'_> {
                         ));
                         continue;
                     }
-                    key.add(self.source_digest(step, None, source)?);
+                    key.add(self.copy_source_digest(step, None, source, &a.exclude, false)?);
                 }
             }
             _ => {}
         }
         Ok(Some(key.finish()))
+    }
+
+    /// [`Self::source_digest`] of a COPY/ADD source, leaving out of the digest what its
+    /// `--exclude` patterns keep out of the copy when that is certain: a context source
+    /// without globs (patterns apply below it) or a `--parents` one (below its pivot).
+    fn copy_source_digest(
+        &self,
+        step: &PlannedStep,
+        from: Option<&str>,
+        source: &str,
+        exclude: &[String],
+        parents: bool,
+    ) -> Result<String> {
+        let root = match from {
+            None if !exclude.is_empty() => &self.options.context,
+            _ => return self.source_digest(step, from, source),
+        };
+        let base = match (parents, source.split_once("/./")) {
+            (true, Some((pivot, _))) => pivot,
+            (true, None) => "",
+            (false, _) if !pattern::has_glob(source) => source,
+            _ => return self.source_digest(step, from, source),
+        };
+        let (Some(prefix), Some(base)) = (cache::source_prefix(source), cache::source_prefix(base))
+        else {
+            return self.source_digest(step, from, source);
+        };
+        if cache::prefix_has_symlink(root, &prefix) {
+            return self.source_digest(step, from, source);
+        }
+        let ignore = self.context_ignore.with_rules_below(&base, exclude);
+        let digest = self
+            .checksums
+            .tree_digest(root, &prefix, &ignore)
+            .map_err(|e| step_error(step, format!("reading {source}: {e}")))?;
+        Ok(format!("tree {digest}"))
     }
 
     /// What a COPY (or bind mount) source reads: a stage's key, an image's ID, or a digest of

@@ -627,11 +627,30 @@ fn exclude_and_parents_change_the_cache_key() {
     assert!(!progress.contains("CACHED"), "{progress}");
     let fs = unpack(&strata, "k2");
     assert!(exists(&fs, "s/b.log") && !exists(&fs, "s/a.txt"));
-    // A changed file under the source reruns it.
+    // A changed file the step copies reruns it; a changed excluded file does not.
     std::fs::write(ctx.path().join("src/b.log"), "changed\n").unwrap();
     let progress = build_ok(&strata, ctx.path(), &["-t", "k3", "--progress", "plain"]);
     assert!(!progress.contains("CACHED"), "{progress}");
     assert_eq!(read(&unpack(&strata, "k3"), "s/b.log"), "changed\n");
+    std::fs::write(ctx.path().join("src/a.txt"), "excluded change\n").unwrap();
+    let progress = build_ok(&strata, ctx.path(), &["-t", "k4", "--progress", "plain"]);
+    assert!(progress.contains("CACHED"), "{progress}");
+    // The same for --parents below its pivot.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM bb\nCOPY --parents --exclude=*.txt ./src/./ /p/\n",
+    )
+    .unwrap();
+    build_ok(&strata, ctx.path(), &["-t", "k5"]);
+    let fs = unpack(&strata, "k5");
+    assert!(exists(&fs, "p/b.log") && !exists(&fs, "p/a.txt"));
+    std::fs::write(ctx.path().join("src/a.txt"), "again\n").unwrap();
+    let progress = build_ok(&strata, ctx.path(), &["-t", "k5", "--progress", "plain"]);
+    assert!(progress.contains("CACHED"), "{progress}");
+    std::fs::write(ctx.path().join("src/b.log"), "again\n").unwrap();
+    let progress = build_ok(&strata, ctx.path(), &["-t", "k6", "--progress", "plain"]);
+    assert!(!progress.contains("CACHED"), "{progress}");
+    assert_eq!(read(&unpack(&strata, "k6"), "p/b.log"), "again\n");
 }
 
 /// Docker's legacy builder (this dockerd has no buildx for BuildKit) and strata agree on the
