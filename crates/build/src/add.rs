@@ -129,6 +129,12 @@ impl Hasher {
     }
 }
 
+/// A name part no other download or checkout of this process uses.
+pub fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Downloads `url` into `dir` (once per build: a second call returns the first download),
 /// verifying `checksum` when given.
 pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>) -> Result<Download, String> {
@@ -144,7 +150,9 @@ pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>) -> Result<Download, 
         return Ok(download);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let temp = dir.join(format!("{name}.part"));
+    // Stages of one build run in parallel and may fetch the same URL: each writes its own
+    // temporary file; the renames put the same content in place.
+    let temp = dir.join(format!("{name}.part-{}", unique()));
     let result = download_to(url, &temp, expected.as_ref().map(|(a, _)| *a));
     let (digest, other, mtime) = match result {
         Ok(r) => r,
@@ -169,7 +177,9 @@ pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>) -> Result<Download, 
         mtime,
     };
     let meta = serde_json::to_vec(&download).map_err(|e| e.to_string())?;
-    std::fs::write(&meta_path, meta).map_err(|e| format!("{}: {e}", meta_path.display()))?;
+    let meta_temp = dir.join(format!("{name}.json-{}", unique()));
+    std::fs::write(&meta_temp, meta).map_err(|e| format!("{}: {e}", meta_temp.display()))?;
+    std::fs::rename(&meta_temp, &meta_path).map_err(|e| format!("{}: {e}", meta_path.display()))?;
     Ok(download)
 }
 

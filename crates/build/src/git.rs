@@ -119,54 +119,15 @@ pub fn checkout(
     // Marks a finished checkout (outside the tree, which is copied whole).
     let done = downloads.join(format!("git-{name}.done"));
     if !done.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut init = git(Some(&dir));
-        init.args(["init", "-q"]);
-        run(init, "git init")?;
-        let fetch_ref = if source.reference.is_empty() {
-            "HEAD"
-        } else {
-            &source.reference
-        };
-        let mut shallow = git(Some(&dir));
-        shallow.args([
-            "fetch",
-            "-q",
-            "--depth=1",
-            "--no-tags",
-            "--",
-            &source.remote,
-            fetch_ref,
-        ]);
-        if run(shallow, "git fetch").is_err() {
-            // Dumb HTTP and servers that refuse shallow or by-id fetches: fetch everything.
-            let mut full = git(Some(&dir));
-            full.args([
-                "fetch",
-                "-q",
-                "--tags",
-                "--",
-                &source.remote,
-                "+refs/heads/*:refs/remotes/origin/*",
-            ]);
-            run(full, &format!("git fetch {}", source.remote))?;
+        // Parallel stages may check out the same commit: each works in its own directory and
+        // the first to finish puts its tree in place.
+        let work = downloads.join(format!("git-{name}.tmp-{}", crate::add::unique()));
+        let result = fetch_into(&work, source, commit, keep_git_dir);
+        if result.is_ok() && !done.exists() && std::fs::rename(&work, &dir).is_ok() {
+            std::fs::write(&done, commit).map_err(|e| format!("{}: {e}", done.display()))?;
         }
-        let mut co = git(Some(&dir));
-        co.args([
-            "-c",
-            "advice.detachedHead=false",
-            "checkout",
-            "-q",
-            commit,
-            "--",
-        ]);
-        run(co, &format!("git checkout {commit}"))?;
-        if !keep_git_dir {
-            std::fs::remove_dir_all(dir.join(".git"))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        std::fs::write(&done, commit).map_err(|e| format!("{}: {e}", done.display()))?;
+        let _ = std::fs::remove_dir_all(&work);
+        result?;
     }
     let tree = if source.subdir.is_empty() {
         dir
@@ -180,6 +141,59 @@ pub fn checkout(
         ));
     }
     Ok(tree)
+}
+
+/// Fetches `commit` of the remote into a new repository at `dir` and checks it out.
+fn fetch_into(dir: &Path, source: &GitRef, commit: &str, keep_git_dir: bool) -> Result<(), String> {
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut init = git(Some(dir));
+        init.args(["init", "-q"]);
+        run(init, "git init")?;
+        let fetch_ref = if source.reference.is_empty() {
+            "HEAD"
+        } else {
+            &source.reference
+        };
+        let mut shallow = git(Some(dir));
+        shallow.args([
+            "fetch",
+            "-q",
+            "--depth=1",
+            "--no-tags",
+            "--",
+            &source.remote,
+            fetch_ref,
+        ]);
+        if run(shallow, "git fetch").is_err() {
+            // Dumb HTTP and servers that refuse shallow or by-id fetches: fetch everything.
+            let mut full = git(Some(dir));
+            full.args([
+                "fetch",
+                "-q",
+                "--tags",
+                "--",
+                &source.remote,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ]);
+            run(full, &format!("git fetch {}", source.remote))?;
+        }
+        let mut co = git(Some(dir));
+        co.args([
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "-q",
+            commit,
+            "--",
+        ]);
+        run(co, &format!("git checkout {commit}"))?;
+        if !keep_git_dir {
+            std::fs::remove_dir_all(dir.join(".git"))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

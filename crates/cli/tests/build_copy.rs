@@ -424,6 +424,8 @@ fn add_urls_with_checksums_names_and_cache() {
     // Unchanged content: every step is cached (the unpinned URLs are fetched to compare).
     let progress = build_ok(&strata, ctx.path(), &["-t", "urls2", "--progress", "plain"]);
     assert_eq!(progress.matches("CACHED").count(), 4, "{progress}");
+    // The pinned step's key needs no download: one fetch for the two unpinned steps.
+    assert_eq!(server.hits("/dir/data.bin"), 2);
     // Changed content: the unpinned steps rerun; the pinned one now fails verification.
     server.set("/dir/data.bin", b"changed\n");
     let err = build_err(&strata, ctx.path(), &["--no-cache"]);
