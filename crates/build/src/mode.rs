@@ -1,33 +1,42 @@
 //! `COPY/ADD --chmod` values as BuildKit takes them: an octal mode up to `07777`, or a
-//! chmod(1) symbolic mode (`u+x`, `go-w`, `u=rwX,go=rX`, `g=u`) applied to each copied file
-//! and directory from its source mode.
+//! chmod(1) symbolic mode (`u+x`, `go-w`, `a+rX`, `g=u`) applied to each copied file and
+//! directory from its source mode, with the rules of BSD `setmode(3)` as the Go port BuildKit
+//! uses has them: `X` counts only with `+`, and clauses naming no class are masked by the file
+//! creation mask (022, the Docker daemon's).
 
 /// A parsed `--chmod` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModeSpec {
     Octal(u32),
-    Symbolic(Vec<Clause>),
+    /// The operations of a symbolic mode, applied in order.
+    Symbolic(Vec<Op>),
 }
 
-/// One comma-separated part of a symbolic mode: who it applies to and its operations.
+/// One operation of a symbolic mode, as BSD `setmode(3)` compiles it (BuildKit applies
+/// symbolic modes with a Go port of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Clause {
-    /// Bits of the classes named (`u`, `g`, `o`; none or `a` means all).
-    who: u32,
-    ops: Vec<(char, Perm)>,
+pub enum Op {
+    Set(u32),
+    Clear(u32),
+    /// Set when the source is a directory or executable by anyone (`+X`).
+    SetIfSearchable(u32),
+    /// Copy the permissions of class `from` (`u`, `g`, `o`) to the classes in `to`
+    /// (`u`, `g`, `o` bits: 4, 2, 1), masked by `mask`; `clear`/`set` as for `-`, `+`, `=`.
+    Copy {
+        from: char,
+        to: u8,
+        mask: u32,
+        clear: bool,
+        set: bool,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Perm {
-    /// `r`, `w`, `x`, `s`, `t` as bits; `X` separately (depends on the file).
-    Bits { bits: u32, search: bool },
-    /// `u`, `g` or `o`: the permissions that class has now.
-    Copy(char),
-}
-
-const USER: u32 = 0o4700;
-const GROUP: u32 = 0o2070;
-const OTHER: u32 = 0o1007;
+const SET_ID: u32 = 0o6000;
+const STICKY: u32 = 0o1000;
+/// Set-id bits and permissions: what `a` names (not the sticky bit).
+const STANDARD: u32 = 0o6777;
+/// Classes named by no letter are masked by the file creation mask, BuildKit's daemon's.
+const UMASK: u32 = 0o022;
 
 impl ModeSpec {
     /// Parses a `--chmod` value; the errors are BuildKit's.
@@ -43,100 +52,171 @@ impl ModeSpec {
                 _ => Err(octal_error()),
             };
         }
-        let mut clauses = Vec::new();
-        for part in text.split(',') {
-            clauses.push(parse_clause(part).ok_or_else(|| format!("invalid mode: {text}"))?);
-        }
-        Ok(ModeSpec::Symbolic(clauses))
+        parse_symbolic(text)
+            .map(ModeSpec::Symbolic)
+            .ok_or_else(|| format!("invalid mode: {text}"))
     }
 
-    /// The mode (permission and set-id bits) a copied entry gets, from its source `mode`.
+    /// The mode (permission, set-id and sticky bits) a copied entry gets, from its source
+    /// `mode`.
     pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
-        match self {
-            ModeSpec::Octal(m) => *m,
-            ModeSpec::Symbolic(clauses) => {
-                let mut m = mode & 0o7777;
-                for clause in clauses {
-                    for (op, perm) in &clause.ops {
-                        let bits = match perm {
-                            Perm::Bits { bits, search } => {
-                                let x = if *search && (is_dir || m & 0o111 != 0) {
-                                    0o111
-                                } else {
-                                    0
-                                };
-                                (bits | x) & clause.who
-                            }
-                            Perm::Copy(class) => {
-                                let shift = match class {
-                                    'u' => 6,
-                                    'g' => 3,
-                                    _ => 0,
-                                };
-                                let rwx = (m >> shift) & 0o7;
-                                (rwx * 0o111) & clause.who
-                            }
-                        };
-                        m = match op {
-                            '+' => m | bits,
-                            '-' => m & !bits,
-                            _ => (m & !clause.who) | bits,
-                        };
+        let ops = match self {
+            ModeSpec::Octal(m) => return *m,
+            ModeSpec::Symbolic(ops) => ops,
+        };
+        let original = mode & 0o7777;
+        let mut m = original;
+        for op in ops {
+            match op {
+                Op::Set(bits) => m |= bits,
+                Op::Clear(bits) => m &= !bits,
+                Op::SetIfSearchable(bits) => {
+                    if is_dir || original & 0o111 != 0 {
+                        m |= bits;
                     }
                 }
-                m
+                Op::Copy {
+                    from,
+                    to,
+                    mask,
+                    clear,
+                    set,
+                } => {
+                    let value = match from {
+                        'u' => (m >> 6) & 7,
+                        'g' => (m >> 3) & 7,
+                        _ => m & 7,
+                    };
+                    for (class, shift) in [(4u8, 6), (2, 3), (1, 0)] {
+                        if to & class == 0 {
+                            continue;
+                        }
+                        if *clear {
+                            let cleared = if *set { 7 } else { value };
+                            m &= !((cleared << shift) & mask);
+                        }
+                        if *set {
+                            m |= (value << shift) & mask;
+                        }
+                    }
+                }
             }
         }
+        m
     }
 }
 
-fn parse_clause(part: &str) -> Option<Clause> {
-    let mut chars = part.chars().peekable();
-    let mut who = 0;
-    while let Some(&c) = chars.peek() {
-        who |= match c {
-            'u' => USER,
-            'g' => GROUP,
-            'o' => OTHER,
-            'a' => 0o7777,
-            _ => break,
-        };
-        chars.next();
+/// Compiles `[ugoa]*([-+=]([rwxXst]*|[ugo]))+` clauses, comma-separated.
+fn parse_symbolic(text: &str) -> Option<Vec<Op>> {
+    if text.is_empty() {
+        return None;
     }
-    if who == 0 {
-        who = 0o7777;
-    }
+    let mask = !UMASK & 0o7777;
     let mut ops = Vec::new();
-    while let Some(op) = chars.next() {
-        if !matches!(op, '+' | '-' | '=') {
-            return None;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    loop {
+        let mut who = 0;
+        while let Some(&c) = bytes.get(i) {
+            who |= match c {
+                b'a' => STANDARD,
+                b'u' => 0o4700,
+                b'g' => 0o2070,
+                b'o' => 0o0007,
+                _ => break,
+            };
+            i += 1;
         }
-        let perm = match chars.peek() {
-            Some(&c @ ('u' | 'g' | 'o')) => {
-                chars.next();
-                Perm::Copy(c)
+        loop {
+            let op = *bytes.get(i)?;
+            if !matches!(op, b'+' | b'-' | b'=') {
+                return None;
             }
-            _ => {
-                let mut bits = 0;
-                let mut search = false;
-                while let Some(&c) = chars.peek() {
-                    match c {
-                        'r' => bits |= 0o444,
-                        'w' => bits |= 0o222,
-                        'x' => bits |= 0o111,
-                        'X' => search = true,
-                        's' => bits |= 0o6000,
-                        't' => bits |= 0o1000,
-                        _ => break,
+            i += 1;
+            who &= !STICKY;
+            let mut perm = 0;
+            let mut search = false;
+            let mut equal_done = false;
+            let emit = |ops: &mut Vec<Op>, op: u8, who: u32, perm: u32| {
+                let bits = if who != 0 { who & perm } else { mask & perm };
+                match op {
+                    b'+' => ops.push(Op::Set(bits)),
+                    b'-' => ops.push(Op::Clear(bits)),
+                    _ => {
+                        ops.push(Op::Clear(if who != 0 { who } else { STANDARD }));
+                        ops.push(Op::Set(bits));
                     }
-                    chars.next();
                 }
-                Perm::Bits { bits, search }
+            };
+            loop {
+                match bytes.get(i).copied() {
+                    Some(b'r') => perm |= 0o444,
+                    Some(b'w') => perm |= 0o222,
+                    Some(b'x') => perm |= 0o111,
+                    Some(b'X') => search |= op == b'+',
+                    Some(b's') => {
+                        if who == 0 || who & !0o007 != 0 {
+                            perm |= SET_ID;
+                        }
+                    }
+                    Some(b't') => {
+                        if who == 0 || who & !0o007 != 0 {
+                            who |= STICKY;
+                            perm |= STICKY;
+                        }
+                    }
+                    Some(from @ (b'u' | b'g' | b'o')) => {
+                        if perm != 0 {
+                            emit(&mut ops, op, who, perm);
+                            perm = 0;
+                        }
+                        if op == b'=' {
+                            equal_done = true;
+                        }
+                        if search {
+                            let bits = if who != 0 { who } else { mask } & 0o111;
+                            ops.push(Op::SetIfSearchable(bits));
+                            search = false;
+                        }
+                        let to = if who == 0 {
+                            7
+                        } else {
+                            u8::from(who & 0o400 != 0) * 4
+                                | u8::from(who & 0o040 != 0) * 2
+                                | u8::from(who & 0o004 != 0)
+                        };
+                        ops.push(Op::Copy {
+                            from: from as char,
+                            to,
+                            mask: if who == 0 { mask } else { u32::MAX },
+                            clear: op != b'+',
+                            set: op != b'-',
+                        });
+                    }
+                    _ => {
+                        if perm != 0 || (op == b'=' && !equal_done) {
+                            emit(&mut ops, op, who, perm);
+                        }
+                        if search {
+                            let bits = if who != 0 { who } else { mask } & 0o111;
+                            ops.push(Op::SetIfSearchable(bits));
+                        }
+                        break;
+                    }
+                }
+                i += 1;
             }
-        };
-        ops.push((op, perm));
+            match bytes.get(i) {
+                None => return Some(ops),
+                Some(b',') => {
+                    i += 1;
+                    break;
+                }
+                Some(_) => continue,
+            }
+        }
+        bytes.get(i)?;
     }
-    (!ops.is_empty()).then_some(Clause { who, ops })
 }
 
 #[cfg(test)]
@@ -150,14 +230,23 @@ mod tests {
             ("0600", 0o755, true, 0o600),
             ("u+x", 0o644, false, 0o744),
             ("+x", 0o644, false, 0o755),
+            // No class named: the file creation mask (022) keeps group and other from `w`.
+            ("+w", 0o444, false, 0o644),
             ("go-w", 0o666, false, 0o644),
-            ("u=rwX,go=rX", 0o600, false, 0o644),
-            ("u=rwX,go=rX", 0o700, false, 0o755),
-            ("u=rwX,go=rX", 0o600, true, 0o755),
+            ("a+rX", 0o600, false, 0o644),
+            ("a+rX", 0o700, false, 0o755),
+            ("a+rX", 0o700, true, 0o755),
+            ("a+rX,go-w", 0o666, true, 0o755),
+            // As in BSD setmode's Go port that BuildKit uses, `X` only counts with `+`.
+            ("u=rwX,go=rX", 0o700, true, 0o644),
             ("g=u", 0o640, false, 0o660),
+            ("go=u-w", 0o750, false, 0o755),
             ("a=r", 0o777, false, 0o444),
             ("u=rwx,g=rx,o=rx", 0o600, false, 0o755),
             ("u+s", 0o755, false, 0o4755),
+            ("o+s", 0o755, false, 0o755),
+            ("+t", 0o755, true, 0o1755),
+            ("=", 0o4755, false, 0),
         ] {
             let parsed = ModeSpec::parse(spec).unwrap();
             assert_eq!(parsed.apply(from, is_dir), want, "{spec} on {from:o}");
@@ -171,5 +260,7 @@ mod tests {
         assert!(ModeSpec::parse("u+q").is_err());
         assert!(ModeSpec::parse("").is_err());
         assert!(ModeSpec::parse("u").is_err());
+        assert!(ModeSpec::parse("u+x,").is_err());
+        assert!(ModeSpec::parse("u+x,,g+x").is_err());
     }
 }

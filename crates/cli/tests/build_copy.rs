@@ -485,7 +485,7 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
          COPY --exclude=*.log --exclude=!keep.log --exclude=skip tree/ /ex/\n\
          COPY --exclude=*.txt ho* /globbed/\n\
          COPY --link f.txt /lnk/\n\
-         COPY --chmod=u=rwX,go=rX tree /modes/\n\
+         COPY --chmod=a+rX,go-w tree /modes/\n\
          COPY --chown=app:staff --chmod=g=u tree/keep.log /named.log\n\
          COPY links /links/\n\
          ADD t.tar.gz t.tar.zst t.tar notar.gz /arch/\n\
@@ -517,6 +517,13 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
+    for (path, mode) in [("tree/sub", 0o700), ("tree/sub/data", 0o600)] {
+        std::fs::set_permissions(
+            c.join(path),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .unwrap();
+    }
     std::fs::hard_link(c.join("links/file"), c.join("links/hard")).unwrap();
     std::os::unix::fs::symlink("file", c.join("links/soft")).unwrap();
     let sh = |cmd: &str| {
@@ -559,7 +566,7 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
         "--link staged /lnk as a directory"
     );
     assert_eq!(read(&fs, "lnk/f.txt"), "f\n");
-    // Symbolic chmod: X keeps directories and executables searchable.
+    // Symbolic chmod: +X makes directories and executables searchable, not other files.
     assert_eq!(owner_mode(&fs, "modes/sub").2, 0o755);
     assert_eq!(owner_mode(&fs, "modes/sub/run.sh").2, 0o755);
     assert_eq!(owner_mode(&fs, "modes/sub/data").2, 0o644);
