@@ -181,8 +181,8 @@ fn parse_symbolic(text: &str) -> Option<Vec<Op>> {
                         let to = if who == 0 {
                             7
                         } else {
-                            u8::from(who & 0o400 != 0) * 4
-                                | u8::from(who & 0o040 != 0) * 2
+                            (u8::from(who & 0o400 != 0) << 2)
+                                | (u8::from(who & 0o040 != 0) << 1)
                                 | u8::from(who & 0o004 != 0)
                         };
                         ops.push(Op::Copy {
