@@ -483,7 +483,6 @@ fn collect_items(
     step: &PlannedStep,
 ) -> Result<Vec<Item>, BuildError> {
     let mut items = Vec::new();
-    let mut empty_globs = 0;
     for src in req.sources {
         if req.is_add && add::is_git(src) {
             let path = git_checkout(src, req, downloads).map_err(|e| step_error(step, e))?;
@@ -514,20 +513,22 @@ fn collect_items(
             )
         })?;
         if has_glob(&rel) {
+            // A glob may match nothing (BuildKit allows empty wildcards), but the directory
+            // before its first glob must exist.
+            let fixed = fixed_prefix(&rel);
+            if !fixed.is_empty() {
+                inside_root(&root.dir, &root.dir.join(&fixed), src, step)?;
+            }
             let mut found = Vec::new();
             walk_matches(&root.dir, "", &rel, &root.ignore, &mut found)
                 .map_err(|e| io(step, src, e))?;
             // `--exclude` filters the matches too, relative to the glob's fixed directory.
-            let fixed = fixed_prefix(&rel);
             found.retain(|r| {
                 let below = r
                     .strip_prefix(&fixed)
                     .map_or(r.as_str(), |s| s.trim_start_matches('/'));
                 !exclude.is_excluded(below)
             });
-            if found.is_empty() {
-                empty_globs += 1;
-            }
             for r in found {
                 let name = r.rsplit('/').next().unwrap_or(&r).to_string();
                 let path = inside_root(&root.dir, &root.dir.join(&r), src, step)?;
@@ -564,15 +565,6 @@ fn collect_items(
             path,
             name: h.name.clone(),
         });
-    }
-    if items.is_empty() && empty_globs > 0 {
-        return Err(step_error(
-            step,
-            format!(
-                "lstat {}: no source files were specified",
-                req.sources.join(" ")
-            ),
-        ));
     }
     Ok(items)
 }

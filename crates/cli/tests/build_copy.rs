@@ -492,7 +492,8 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
          ADD t.tar.bz2 /bz2/\n\
          ADD t.tar.xz /xz/\n\
          ADD --chown=1234:5678 t.tar /owned-arch/\n\
-         COPY f.txt nomatch* /mixed/\n",
+         COPY f.txt nomatch* /mixed/\n\
+         COPY nomatch* /nothing/\n",
         &[
             ("a/b/one.txt", "1\n"),
             ("a/b/two.txt", "2\n"),
@@ -589,11 +590,13 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
     assert_eq!(owner_mode(&fs, "owned-arch/in/archived.txt").0, 1234);
     assert_eq!(owner_mode(&fs, "owned-arch/in").1, 5678);
     assert!(exists(&fs, "mixed/f.txt"));
+    // BuildKit allows a glob to match nothing: nothing is copied, no directory made.
+    assert!(!exists(&fs, "nothing"));
 
     for (dockerfile, expected) in [
         (
-            "FROM bb\nCOPY nomatch* /x/\n",
-            "no source files were specified",
+            "FROM bb\nCOPY nodir/*.txt /x/\n",
+            "\"nodir/*.txt\": not found",
         ),
         (
             "FROM bb\nCOPY --parents nothere/f /x/\n",
