@@ -321,13 +321,10 @@ pub fn stage_copy(
     } else {
         format!("{workdir}/{}", req.dest)
     };
-    // Symlinked directories on the way (e.g. /bin -> usr/bin) are followed inside the image,
-    // never replaced; so is the destination itself when it links to a directory.
-    let dest_clean = base.resolve(&clean_absolute(&dest_abs), false);
-    let dest_clean = match base.resolve(&dest_clean, true) {
-        followed if followed != dest_clean && base.is_dir(&followed) => followed,
-        _ => dest_clean,
-    };
+    // Symlinks on the way (e.g. /bin -> usr/bin) are followed inside the image, never
+    // replaced; so is the destination itself (BuildKit resolves the whole destination path:
+    // a file copied onto a symlink replaces the link's target, the link stays).
+    let dest_clean = base.resolve(&clean_absolute(&dest_abs), true);
     let mut dest_is_dir = req.dest.ends_with('/')
         || req.dest == "."
         || req.dest.ends_with("/.")

@@ -479,7 +479,9 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
     let strata = store_with_busybox();
     let ctx = context(
         "FROM bb\n\
-         RUN mkdir -p /usr/local/lib && ln -s usr/local/lib /lnk\n\
+         RUN mkdir -p /usr/local/lib /usr/share && ln -s usr/local/lib /lnk\n\
+         RUN echo old > /usr/share/real && ln -s /usr/share/real /etc/linkfile\n\
+         COPY f.txt /etc/linkfile\n\
          COPY --parents a/./b/*.txt x/y/z.txt /p/\n\
          COPY --parents missing*/q /empty/\n\
          COPY --exclude=*.log --exclude=!keep.log --exclude=skip tree/ /ex/\n\
@@ -561,6 +563,9 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
     assert!(!exists(&fs, "ex/drop.log") && !exists(&fs, "ex/skip"));
     assert!(exists(&fs, "ex/sub/data"));
     assert!(exists(&fs, "globbed/house.bin") && !exists(&fs, "globbed/home.txt"));
+    // A file copied onto a symlink replaces the link's target (inside the image).
+    assert!(meta(&fs, "etc/linkfile").is_symlink());
+    assert_eq!(read(&fs, "usr/share/real"), "f\n");
     // --link does not follow the image's symlink: the layer has a directory there.
     assert!(
         meta(&fs, "lnk").is_dir(),
