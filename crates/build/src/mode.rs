@@ -1,8 +1,9 @@
 //! `COPY/ADD --chmod` values as BuildKit takes them: an octal mode up to `07777`, or a
 //! chmod(1) symbolic mode (`u+x`, `go-w`, `a+rX`, `g=u`) applied to each copied file and
-//! directory from its source mode, with the rules of BSD `setmode(3)` as the Go port BuildKit
-//! uses has them: `X` counts only with `+`, and clauses naming no class are masked by the file
-//! creation mask (022, the Docker daemon's).
+//! directory from its source mode, with the rules of BSD `setmode(3)` (the Go port BuildKit
+//! uses) updated as BuildKit documents them: `X` counts with `=` too, as in POSIX 2024 and
+//! Linux; clauses naming no class are masked by the file creation mask (022, the Docker
+//! daemon's).
 
 /// A parsed `--chmod` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +154,9 @@ fn parse_symbolic(text: &str) -> Option<Vec<Op>> {
                     Some(b'r') => perm |= 0o444,
                     Some(b'w') => perm |= 0o222,
                     Some(b'x') => perm |= 0o111,
-                    Some(b'X') => search |= op == b'+',
+                    // `-X` clears like `-x` (it can only clear what is set).
+                    Some(b'X') if op == b'-' => perm |= 0o111,
+                    Some(b'X') => search = true,
                     Some(b's') => {
                         if who == 0 || who & !0o007 != 0 {
                             perm |= SET_ID;
@@ -237,8 +240,12 @@ mod tests {
             ("a+rX", 0o700, false, 0o755),
             ("a+rX", 0o700, true, 0o755),
             ("a+rX,go-w", 0o666, true, 0o755),
-            // As in BSD setmode's Go port that BuildKit uses, `X` only counts with `+`.
-            ("u=rwX,go=rX", 0o700, true, 0o644),
+            // `X` with `=` as in POSIX 2024 and Linux (BuildKit's documented example).
+            ("u=rwX,go=rX", 0o700, true, 0o755),
+            ("u=rwX,go=rX", 0o600, true, 0o755),
+            ("u=rwX,go=rX", 0o600, false, 0o644),
+            ("u=rwX,go=rX", 0o700, false, 0o755),
+            ("a-X", 0o755, true, 0o644),
             ("g=u", 0o640, false, 0o660),
             ("go=u-w", 0o750, false, 0o755),
             ("a=r", 0o777, false, 0o444),

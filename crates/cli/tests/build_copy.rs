@@ -488,6 +488,7 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
          COPY --exclude=*.txt ho* /globbed/\n\
          COPY --link f.txt /lnk/\n\
          COPY --chmod=a+rX,go-w tree /modes/\n\
+         COPY --chmod=u=rwX,go=rX tree /modes-eq/\n\
          COPY --chown=app:staff --chmod=g=u tree/keep.log /named.log\n\
          COPY links /links/\n\
          ADD t.tar.gz t.tar.zst t.tar notar.gz /arch/\n\
@@ -576,6 +577,13 @@ fn parents_exclude_link_chmod_hardlinks_symlinks_and_archives() {
     assert_eq!(owner_mode(&fs, "modes/sub").2, 0o755);
     assert_eq!(owner_mode(&fs, "modes/sub/run.sh").2, 0o755);
     assert_eq!(owner_mode(&fs, "modes/sub/data").2, 0o644);
+    for (path, mode) in [("sub", 0o755), ("sub/run.sh", 0o755), ("sub/data", 0o644)] {
+        assert_eq!(
+            owner_mode(&fs, &format!("modes-eq/{path}")).2,
+            mode,
+            "{path}"
+        );
+    }
     assert_eq!(owner_mode(&fs, "named.log"), (1000, 50, 0o664));
     // Hard links stay hard links, symlinks stay symlinks.
     let (file, hard) = (meta(&fs, "links/file"), meta(&fs, "links/hard"));
