@@ -17,17 +17,22 @@
 //!   (bind, cache, tmpfs, secret, ssh) is prepared by [`mounts`] and mounted by the sandbox
 //!   (docs/build.md).
 //! - `COPY`/`ADD` stage the files under their destination in a directory that becomes the
-//!   layer ([`copy`]); `COPY --from` reads a read-only overlay of the source stage.
+//!   layer ([`copy`]); `COPY --from` reads a read-only overlay of the source stage; ADD
+//!   downloads URLs and extracts local archives ([`add`]). Inherited ONBUILD triggers run
+//!   first in a stage ([`onbuild`]).
 //!
 //! Not supported yet (each fails with an error naming the instruction and line):
-//! `RUN --security=insecure`, a required `RUN --mount=type=ssh`, `COPY --link/--parents/--exclude`, `ADD` of URLs and git
-//! repositories, `ADD --checksum`, `FROM --platform` other than the host, ONBUILD triggers of
-//! base images.
+//! `RUN --security=insecure`, a required `RUN --mount=type=ssh`, `FROM --platform` other than
+//! the host.
 
+mod add;
 pub mod cache;
 mod config;
 mod copy;
+mod git;
+mod mode;
 pub mod mounts;
+mod onbuild;
 pub mod pattern;
 pub mod progress;
 mod run;
@@ -551,29 +556,14 @@ impl Engine<'_> {
                 Ok(StageState::scratch(key.finish()))
             }
             Base::Stage(j) => {
-                let parent = &self.df.stages[*j];
-                if parent
-                    .instructions
-                    .iter()
-                    .any(|n| matches!(n.instruction, Instruction::Onbuild(_)))
-                {
-                    return Err(BuildError::Step {
-                        line: from.span.line,
-                        instruction: "FROM".into(),
-                        message: format!(
-                            "stage {} has ONBUILD triggers, which are not supported yet",
-                            parent.name.clone().unwrap_or_else(|| j.to_string())
-                        ),
-                    });
-                }
                 let mut state = self.stage_result(*j).map(|s| (*s).clone()).ok_or_else(|| {
                     BuildError::Other(format!(
                         "stage {j} was not built before stage {}",
                         stage.index
                     ))
                 })?;
-                // ONBUILD does not carry over from a base stage.
-                state.config.remove("OnBuild");
+                // The base stage's ONBUILD triggers stay in its config for `build_stage`
+                // to run (`onbuild`).
                 state.cmd_set = false;
                 Ok(state)
             }
@@ -582,19 +572,6 @@ impl Engine<'_> {
                     BuildError::Other(format!("{reference}: image not found locally"))
                 })?;
                 let value = &image.config.value;
-                if value
-                    .pointer("/config/OnBuild")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty())
-                {
-                    return Err(BuildError::Step {
-                        line: from.span.line,
-                        instruction: "FROM".into(),
-                        message: format!(
-                            "{reference} has ONBUILD triggers, which are not supported yet"
-                        ),
-                    });
-                }
                 let host = Platform::host();
                 let arch = value.get("architecture").and_then(Value::as_str);
                 let os = value.get("os").and_then(Value::as_str);
@@ -655,13 +632,28 @@ impl Engine<'_> {
             (None, true) => format!("stage-{} ", stage.index),
             (None, false) => String::new(),
         };
-        let total = stage.steps.len() + 1;
-        let from_line = self.df.stages[stage.index].from.span.line;
-        let header = format!("[{name}1/{total}] {}", self.df.line(from_line).trim());
+        let from_span = self.df.stages[stage.index].from.span;
+        let from_line = from_span.line;
+        let header_text =
+            |steps: usize| format!("[{name}1/{}] {}", steps + 1, self.df.line(from_line).trim());
         let started = Instant::now();
-        let vertex = self.start_vertex(&header);
-        let mut state = match self.start_stage(stage) {
-            Ok(state) => state,
+        // Inherited ONBUILD triggers run first (`onbuild`).
+        let started_stage = self.start_stage(stage).and_then(|mut state| {
+            let triggers = onbuild::take_triggers(&mut state);
+            let steps = onbuild::plan_triggers(
+                &triggers,
+                self.df.escape,
+                &state,
+                &self.options.build_args,
+                from_span,
+            )?;
+            Ok((state, triggers, steps))
+        });
+        let trigger_count = started_stage.as_ref().map_or(0, |(_, _, s)| s.len());
+        let total = stage.steps.len() + trigger_count + 1;
+        let vertex = self.start_vertex(&header_text(total - 1));
+        let (mut state, triggers, trigger_steps) = match started_stage {
+            Ok(started) => started,
             Err(e) => {
                 self.progress.event(&Event::Error {
                     vertex,
@@ -674,15 +666,15 @@ impl Engine<'_> {
             vertex,
             elapsed: started.elapsed(),
         });
-        for (i, step) in stage.steps.iter().enumerate() {
+        for (i, step) in trigger_steps.iter().chain(&stage.steps).enumerate() {
             if self.failed.load(Ordering::SeqCst) {
                 return Err(BuildError::Canceled);
             }
-            let header = format!(
-                "[{name}{}/{total}] {}",
-                i + 2,
-                self.df.line(step.span.line).trim()
-            );
+            let text = match triggers.get(i) {
+                Some(trigger) if i < trigger_count => trigger.trim(),
+                _ => self.df.line(step.span.line).trim(),
+            };
+            let header = format!("[{name}{}/{total}] {text}", i + 2);
             let vertex = self.start_vertex(&header);
             let started = Instant::now();
             match self.dispatch(vertex, step, &mut state) {
@@ -908,22 +900,91 @@ impl Engine<'_> {
                     }
                 }
             }
+            // The instruction's Debug covers --exclude/--parents/--link/--chmod/--chown; the
+            // context digests below cover everything those can read.
             Instruction::Copy(c) => {
                 for source in &c.sources {
-                    key.add(self.source_digest(step, c.from.as_deref(), source)?);
+                    key.add(self.copy_source_digest(
+                        step,
+                        c.from.as_deref(),
+                        source,
+                        &c.exclude,
+                        c.parents,
+                    )?);
                 }
             }
             Instruction::Add(a) => {
                 for source in &a.sources {
-                    if source.contains("://") || source.starts_with("git@") {
-                        return Ok(None);
+                    if add::is_git(source) {
+                        // Keyed by the commit the ref names now.
+                        let commit = git::GitRef::parse(source)
+                            .and_then(|r| git::resolve(&r))
+                            .map_err(|e| step_error(step, e))?;
+                        key.add(format!("git {source} {commit}"));
+                        continue;
                     }
-                    key.add(self.source_digest(step, None, source)?);
+                    if let (true, Some(checksum)) = (add::is_url(source), &a.checksum) {
+                        // Pinned content: keyed by the checksum without downloading, as
+                        // BuildKit does; the step verifies what it downloads.
+                        key.add(format!("url {source} {checksum}"));
+                        continue;
+                    }
+                    if add::is_url(source) {
+                        // Keyed by its content: downloaded once per build, reused by the step.
+                        let download = add::fetch(
+                            &self.dir.path.join("downloads"),
+                            source,
+                            a.checksum.as_deref(),
+                        )
+                        .map_err(|e| step_error(step, e))?;
+                        key.add(format!(
+                            "url {source} {} {}",
+                            download.digest, download.mtime
+                        ));
+                        continue;
+                    }
+                    key.add(self.copy_source_digest(step, None, source, &a.exclude, false)?);
                 }
             }
             _ => {}
         }
         Ok(Some(key.finish()))
+    }
+
+    /// [`Self::source_digest`] of a COPY/ADD source, leaving out of the digest what its
+    /// `--exclude` patterns keep out of the copy when that is certain: a context source
+    /// without globs (patterns apply below it) or a `--parents` one (below its pivot).
+    fn copy_source_digest(
+        &self,
+        step: &PlannedStep,
+        from: Option<&str>,
+        source: &str,
+        exclude: &[String],
+        parents: bool,
+    ) -> Result<String> {
+        let root = match from {
+            None if !exclude.is_empty() => &self.options.context,
+            _ => return self.source_digest(step, from, source),
+        };
+        let base = match (parents, source.split_once("/./")) {
+            (true, Some((pivot, _))) => pivot,
+            (true, None) => "",
+            (false, _) if !pattern::has_glob(source) => source,
+            _ => return self.source_digest(step, from, source),
+        };
+        let (Some(prefix), Some(base)) = (cache::source_prefix(source), cache::source_prefix(base))
+        else {
+            return self.source_digest(step, from, source);
+        };
+        if cache::prefix_has_symlink(root, &prefix) {
+            return self.source_digest(step, from, source);
+        }
+        let ignore = self.context_ignore.with_rules_below(&base, exclude);
+        let digest = self
+            .checksums
+            .tree_digest(root, &prefix, &ignore)
+            .map_err(|e| step_error(step, format!("reading {source}: {e}")))?;
+        Ok(format!("tree {digest}"))
     }
 
     /// What a COPY (or bind mount) source reads: a stage's key, an image's ID, or a digest of
@@ -1185,7 +1246,16 @@ impl Engine<'_> {
         };
         let staging = self.next_dir("copy")?;
         let heredoc_dir = self.next_dir("heredoc")?;
-        let created_by = copy::stage_copy(&req, &source_root, &heredoc_dir, &staging, state, step)?;
+        let downloads = self.dir.path.join("downloads");
+        let created_by = copy::stage_copy(
+            &req,
+            &source_root,
+            &heredoc_dir,
+            &downloads,
+            &staging,
+            state,
+            step,
+        )?;
         Ok(StepOutcome {
             layer_dir: Some((staging, false)),
             created_by,

@@ -170,6 +170,30 @@ impl IgnoreRules {
         })
     }
 
+    /// These rules followed by `patterns` (`.dockerignore` syntax, `!` exceptions) that are
+    /// relative to the directory `base` (relative to the root, cleaned).
+    pub fn with_rules_below(&self, base: &str, patterns: &[String]) -> IgnoreRules {
+        let mut combined = self.clone();
+        let rooted: Vec<String> = patterns
+            .iter()
+            .map(|p| {
+                let (bang, pattern) = match p.trim().strip_prefix('!') {
+                    Some(rest) => ("!", rest.trim()),
+                    None => ("", p.trim()),
+                };
+                if base.is_empty() {
+                    format!("{bang}{pattern}")
+                } else {
+                    format!("{bang}{base}/{}", pattern.trim_start_matches('/'))
+                }
+            })
+            .collect();
+        combined
+            .rules
+            .extend(IgnoreRules::parse(&rooted.join("\n")).rules);
+        combined
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -207,6 +231,20 @@ mod tests {
         assert!(rules.is_excluded("tmp/a/b"));
         assert!(!rules.is_excluded("src/a.rs"));
         assert!(!rules.is_excluded("d/a.log"));
+    }
+
+    #[test]
+    fn rules_below_a_directory() {
+        let context = IgnoreRules::parse("secret\n");
+        let rules =
+            context.with_rules_below("src", &["*.log".to_string(), "!keep.log".to_string()]);
+        assert!(rules.is_excluded("secret"));
+        assert!(rules.is_excluded("src/a.log"));
+        assert!(!rules.is_excluded("src/keep.log"));
+        assert!(!rules.is_excluded("a.log"));
+        assert!(!rules.is_excluded("src/sub/a.log"));
+        let top = IgnoreRules::default().with_rules_below("", &["tmp/".to_string()]);
+        assert!(top.is_excluded("tmp/x"));
     }
 
     #[test]
