@@ -74,7 +74,7 @@ enum Command {
     /// Unpack an image's layers into a directory (its root filesystem)
     Unpack(commands::UnpackArgs),
     /// Build an image from a Dockerfile
-    Build(build_cmd::BuildArgs),
+    Build(Box<build_cmd::BuildArgs>),
     /// Manage the store
     System {
         #[command(subcommand)]
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         Command::Save(args) => commands::save(&root, args),
         Command::Load(args) => commands::load(&root, args),
         Command::Unpack(args) => commands::unpack(&root, args),
-        Command::Build(args) => build_cmd::build(&root, args),
+        Command::Build(args) => build_cmd::build(&root, *args),
         Command::Pull(args) => client_cmd::pull(&root, args),
         Command::Push(args) => client_cmd::push(&root, args),
         Command::Copy(args) => client_cmd::copy(&root, args),
