@@ -673,7 +673,21 @@ impl Copier<'_> {
     /// Copies one non-directory entry (file, symlink) to `target`.
     fn copy_entry(&mut self, source: &Path, target: &Path) -> Result<(), BuildError> {
         let meta = std::fs::symlink_metadata(source).map_err(|e| self.io(source.display(), e))?;
-        remove_existing(target).map_err(|e| self.io(target.display(), e))?;
+        self.copy_entry_with(source, &meta, target, false)
+    }
+
+    /// [`Copier::copy_entry`] with the source's metadata known; `fresh` when `target`'s
+    /// directory was just created, so nothing is there to replace.
+    fn copy_entry_with(
+        &mut self,
+        source: &Path,
+        meta: &std::fs::Metadata,
+        target: &Path,
+        fresh: bool,
+    ) -> Result<(), BuildError> {
+        if !fresh {
+            remove_existing(target).map_err(|e| self.io(target.display(), e))?;
+        }
         let ft = meta.file_type();
         if ft.is_symlink() {
             let link = std::fs::read_link(source).map_err(|e| self.io(source.display(), e))?;
@@ -687,12 +701,54 @@ impl Copier<'_> {
                 self.hardlinks
                     .insert((meta.dev(), meta.ino()), target.to_path_buf());
             }
-            std::fs::copy(source, target).map_err(|e| self.io(source.display(), e))?;
+            return self.copy_file(source, meta, target);
         } else {
             // Sockets, FIFOs and devices are not copied.
             return Ok(());
         }
-        self.finish(target, &meta)
+        self.finish(target, meta)
+    }
+
+    /// A regular file: content (in-kernel copy), owner, mode and mtime set on the open
+    /// descriptor, so each file costs two opens and no further path lookups.
+    fn copy_file(
+        &self,
+        source: &Path,
+        meta: &std::fs::Metadata,
+        target: &Path,
+    ) -> Result<(), BuildError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut from = std::fs::File::open(source).map_err(|e| self.io(source.display(), e))?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)
+            .map_err(|e| self.io(target.display(), e))?;
+        std::io::copy(&mut from, &mut to).map_err(|e| self.io(source.display(), e))?;
+        rustix::fs::fchown(
+            &to,
+            Some(rustix::fs::Uid::from_raw(self.own.uid)),
+            Some(rustix::fs::Gid::from_raw(self.own.gid)),
+        )
+        .map_err(|e| self.io(target.display(), e.into()))?;
+        // After chown, which clears set-id bits.
+        let mode = self.own.mode_for(meta.mode(), false);
+        rustix::fs::fchmod(&to, rustix::fs::Mode::from_raw_mode(mode))
+            .map_err(|e| self.io(target.display(), e.into()))?;
+        let time = rustix::fs::Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        };
+        rustix::fs::futimens(
+            &to,
+            &rustix::fs::Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+        )
+        .map_err(|e| self.io(target.display(), e.into()))?;
+        Ok(())
     }
 
     /// Owner, mode and mtime of a staged entry from its source metadata.
@@ -732,6 +788,18 @@ impl Copier<'_> {
         ctx_rel: Option<&str>,
         src_rel: &str,
     ) -> Result<(), BuildError> {
+        self.copy_tree_into(source, target, ctx_rel, src_rel, false)
+    }
+
+    /// [`Copier::copy_tree`]; `fresh` when `target` was just created (empty).
+    fn copy_tree_into(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        ctx_rel: Option<&str>,
+        src_rel: &str,
+        fresh: bool,
+    ) -> Result<(), BuildError> {
         let mut entries: Vec<_> = std::fs::read_dir(source)
             .map_err(|e| self.io(source.display(), e))?
             .collect::<Result<_, _>>()
@@ -750,7 +818,8 @@ impl Copier<'_> {
             let child_ctx = ctx_rel.map(join);
             let child_src = join(src_rel);
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| self.io(path.display(), e))?;
+            // fstatat on the open directory, not a walk of the whole path.
+            let meta = entry.metadata().map_err(|e| self.io(path.display(), e))?;
             let ignored = child_ctx
                 .as_deref()
                 .is_some_and(|r| self.root.ignore.is_excluded(r));
@@ -767,11 +836,15 @@ impl Copier<'_> {
             }
             let dest = target.join(&name);
             if meta.is_dir() {
-                if !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                    let _ = std::fs::remove_file(&dest);
+                let mut created = false;
+                if fresh || !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                    if !fresh {
+                        let _ = std::fs::remove_file(&dest);
+                    }
                     std::fs::create_dir(&dest).map_err(|e| self.io(dest.display(), e))?;
+                    created = true;
                 }
-                self.copy_tree(&path, &dest, child_ctx.as_deref(), &child_src)?;
+                self.copy_tree_into(&path, &dest, child_ctx.as_deref(), &child_src, created)?;
                 if (ignored || excluded)
                     && std::fs::read_dir(&dest).is_ok_and(|mut d| d.next().is_none())
                 {
@@ -780,7 +853,7 @@ impl Copier<'_> {
                 }
                 self.finish(&dest, &meta)?;
             } else {
-                self.copy_entry(&path, &dest)?;
+                self.copy_entry_with(&path, &meta, &dest, fresh)?;
             }
         }
         Ok(())
