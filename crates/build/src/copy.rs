@@ -363,16 +363,21 @@ pub fn stage_copy(
             step,
         )?;
     }
-    let mut copier = Copier {
+    let copier = Copier {
         root,
         exclude: &exclude,
         own: &own,
         step,
-        hardlinks: HashMap::new(),
+        hardlinks: std::sync::Mutex::new(HashMap::new()),
+        threaded: std::sync::atomic::AtomicBool::new(false),
     };
     for item in &items {
         // BuildKit copies each source on its own: hard links are kept within one source.
-        copier.hardlinks.clear();
+        copier
+            .hardlinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         match item {
             Item::Local {
                 path,
@@ -654,6 +659,21 @@ fn parents_item(
     })
 }
 
+/// Threads copying the subdirectories of a large directory.
+const COPY_THREADS: usize = 3;
+
+/// A subdirectory to copy: where from and to, and what the rules said about it.
+struct DirJob {
+    path: PathBuf,
+    dest: PathBuf,
+    meta: std::fs::Metadata,
+    child_ctx: Option<String>,
+    child_src: String,
+    /// Ignored or excluded itself, but something below may be included.
+    filtered: bool,
+    created: bool,
+}
+
 /// Copies file trees with one owner and mode rule, keeping hard links between the files it
 /// copies.
 struct Copier<'a> {
@@ -662,7 +682,10 @@ struct Copier<'a> {
     own: &'a Ownership,
     step: &'a PlannedStep,
     /// Source (device, inode) of files with several links -> where the first one was staged.
-    hardlinks: HashMap<(u64, u64), PathBuf>,
+    hardlinks: std::sync::Mutex<HashMap<(u64, u64), PathBuf>>,
+    /// Set while subdirectories are being copied on threads: nested directories stay on
+    /// their thread.
+    threaded: std::sync::atomic::AtomicBool,
 }
 
 impl Copier<'_> {
@@ -671,7 +694,7 @@ impl Copier<'_> {
     }
 
     /// Copies one non-directory entry (file, symlink) to `target`.
-    fn copy_entry(&mut self, source: &Path, target: &Path) -> Result<(), BuildError> {
+    fn copy_entry(&self, source: &Path, target: &Path) -> Result<(), BuildError> {
         let meta = std::fs::symlink_metadata(source).map_err(|e| self.io(source.display(), e))?;
         self.copy_entry_with(source, &meta, target, false)
     }
@@ -679,7 +702,7 @@ impl Copier<'_> {
     /// [`Copier::copy_entry`] with the source's metadata known; `fresh` when `target`'s
     /// directory was just created, so nothing is there to replace.
     fn copy_entry_with(
-        &mut self,
+        &self,
         source: &Path,
         meta: &std::fs::Metadata,
         target: &Path,
@@ -694,12 +717,14 @@ impl Copier<'_> {
             std::os::unix::fs::symlink(&link, target).map_err(|e| self.io(target.display(), e))?;
         } else if ft.is_file() {
             if meta.nlink() > 1 {
-                if let Some(first) = self.hardlinks.get(&(meta.dev(), meta.ino())) {
+                // Held across the copy, so a link found by another thread is complete.
+                let mut links = self.hardlinks.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
                     return std::fs::hard_link(first, target)
                         .map_err(|e| self.io(target.display(), e));
                 }
-                self.hardlinks
-                    .insert((meta.dev(), meta.ino()), target.to_path_buf());
+                links.insert((meta.dev(), meta.ino()), target.to_path_buf());
+                return self.copy_file(source, meta, target);
             }
             return self.copy_file(source, meta, target);
         } else {
@@ -766,7 +791,7 @@ impl Copier<'_> {
     }
 
     /// A downloaded file: mode 0600 unless `--chmod`, its `Last-Modified` time.
-    fn copy_download(&mut self, download: &add::Download, target: &Path) -> Result<(), BuildError> {
+    fn copy_download(&self, download: &add::Download, target: &Path) -> Result<(), BuildError> {
         remove_existing(target).map_err(|e| self.io(target.display(), e))?;
         std::fs::copy(&download.path, target).map_err(|e| self.io(download.path.display(), e))?;
         std::os::unix::fs::lchown(target, Some(self.own.uid), Some(self.own.gid))
@@ -782,7 +807,7 @@ impl Copier<'_> {
     /// the ignore rules exclude (`ctx_rel`: `source` relative to the source root) and what
     /// `--exclude` excludes (`src_rel`: relative to the copied source).
     fn copy_tree(
-        &mut self,
+        &self,
         source: &Path,
         target: &Path,
         ctx_rel: Option<&str>,
@@ -793,7 +818,7 @@ impl Copier<'_> {
 
     /// [`Copier::copy_tree`]; `fresh` when `target` was just created (empty).
     fn copy_tree_into(
-        &mut self,
+        &self,
         source: &Path,
         target: &Path,
         ctx_rel: Option<&str>,
@@ -805,6 +830,7 @@ impl Copier<'_> {
             .collect::<Result<_, _>>()
             .map_err(|e| self.io(source.display(), e))?;
         entries.sort_by_key(|e| e.file_name());
+        let mut dirs: Vec<DirJob> = Vec::new();
         for entry in entries {
             let name = entry.file_name();
             let name_text = name.to_string_lossy();
@@ -844,25 +870,95 @@ impl Copier<'_> {
                     std::fs::create_dir(&dest).map_err(|e| self.io(dest.display(), e))?;
                     created = true;
                 }
-                self.copy_tree_into(&path, &dest, child_ctx.as_deref(), &child_src, created)?;
-                if (ignored || excluded)
-                    && std::fs::read_dir(&dest).is_ok_and(|mut d| d.next().is_none())
-                {
-                    let _ = std::fs::remove_dir(&dest);
-                    continue;
-                }
-                self.finish(&dest, &meta)?;
+                dirs.push(DirJob {
+                    path,
+                    dest,
+                    meta,
+                    child_ctx,
+                    child_src,
+                    filtered: ignored || excluded,
+                    created,
+                });
             } else {
                 self.copy_entry_with(&path, &meta, &dest, fresh)?;
             }
         }
-        Ok(())
+        // Many subdirectories: copy them on a few threads (file copies are kernel work that
+        // a second core speeds up); a directory's own metadata is set when its contents are done.
+        let threads = if dirs.len() >= 8
+            && !self
+                .threaded
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            COPY_THREADS
+        } else {
+            1
+        };
+        if threads == 1 {
+            for job in &dirs {
+                self.copy_dir_job(job)?;
+            }
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), BuildError> {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if i >= dirs.len() || failed.load(std::sync::atomic::Ordering::Relaxed)
+                            {
+                                return Ok(());
+                            }
+                            if let Err(e) = self.copy_dir_job(&dirs[i]) {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut result = Ok(());
+            for worker in workers {
+                match worker.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
+                    }
+                    Err(_) => {
+                        result = Err(step_error(self.step, "a copy thread panicked"));
+                    }
+                }
+            }
+            self.threaded
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            result
+        })
+    }
+
+    fn copy_dir_job(&self, job: &DirJob) -> Result<(), BuildError> {
+        self.copy_tree_into(
+            &job.path,
+            &job.dest,
+            job.child_ctx.as_deref(),
+            &job.child_src,
+            job.created,
+        )?;
+        if job.filtered && std::fs::read_dir(&job.dest).is_ok_and(|mut d| d.next().is_none()) {
+            let _ = std::fs::remove_dir(&job.dest);
+            return Ok(());
+        }
+        self.finish(&job.dest, &job.meta)
     }
 
     /// `--parents`: each of `paths` (relative to `base`) lands at `target/<path>`, the
     /// directories leading to it copied with their metadata.
     fn copy_parents(
-        &mut self,
+        &self,
         base: &Path,
         base_rel: &str,
         paths: &[String],
@@ -929,7 +1025,7 @@ impl Copier<'_> {
     /// stay the archive's. Extraction then goes to a scratch directory first so the owner
     /// applies only to what the archive holds.
     fn extract(
-        &mut self,
+        &self,
         archive: &Path,
         kind: add::ArchiveKind,
         target: &Path,

@@ -1020,3 +1020,61 @@ fn add_git_repositories_over_http() {
     let err = build_err(&strata, ctx.path(), &[]);
     assert!(err.contains("no ref nosuchbranch"), "{err}");
 }
+
+/// A directory with many subdirectories is copied on several threads: every file arrives with
+/// its content, mode and mtime, ignore rules still apply, and a hard-linked pair in two
+/// different subdirectories stays one inode.
+#[test]
+fn wide_trees_copy_completely_on_threads() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for d in 0..24 {
+        for f in 0..15 {
+            files.push((format!("tree/d{d:02}/f{f:02}.txt"), format!("{d}-{f}\n")));
+        }
+        files.push((format!("tree/d{d:02}/skip.log"), "ignored\n".into()));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let ctx = context("FROM bb\nCOPY tree /tree\n", &refs);
+    std::fs::write(ctx.path().join(".dockerignore"), "tree/*/skip.log\n").unwrap();
+    let tree = ctx.path().join("tree");
+    std::fs::set_permissions(
+        tree.join("d03/f01.txt"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    std::fs::hard_link(tree.join("d01/f00.txt"), tree.join("d20/linked.txt")).unwrap();
+    build_ok(&strata, ctx.path(), &["-t", "wide"]);
+    let fs = unpack(&strata, "wide");
+    for (path, content) in &files {
+        let inside = path.trim_start_matches("tree/");
+        if path.ends_with("skip.log") {
+            assert!(!exists(&fs, &format!("tree/{inside}")), "{path} is ignored");
+        } else {
+            assert_eq!(&read(&fs, &format!("tree/{inside}")), content, "{path}");
+            let source = std::fs::metadata(ctx.path().join(path)).unwrap();
+            assert_eq!(
+                meta(&fs, &format!("tree/{inside}")).mtime(),
+                source.mtime(),
+                "{path} keeps its mtime"
+            );
+        }
+    }
+    assert_eq!(meta(&fs, "tree/d03/f01.txt").mode() & 0o7777, 0o751);
+    let (a, b) = (
+        meta(&fs, "tree/d01/f00.txt"),
+        meta(&fs, "tree/d20/linked.txt"),
+    );
+    assert_eq!(
+        a.ino(),
+        b.ino(),
+        "a hard link across subdirectories stays a link"
+    );
+}
