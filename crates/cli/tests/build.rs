@@ -592,3 +592,112 @@ fn symlinks_in_the_image_resolve_inside_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The `#N` vertices of a plain progress log whose header contains `needle`, and the index of
+/// the first line of each kind (`started`, `done`) for it.
+fn vertex_lines(log: &str, needle: &str) -> (usize, usize) {
+    let lines: Vec<&str> = log.lines().collect();
+    let (start, id) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            l.contains(needle)
+                .then(|| (i, l.split_whitespace().next().unwrap().to_string()))
+        })
+        .unwrap_or_else(|| panic!("no vertex {needle:?} in:\n{log}"));
+    let done = lines
+        .iter()
+        .position(|l| {
+            l.starts_with(&format!("{id} DONE")) || l.starts_with(&format!("{id} CACHED"))
+        })
+        .unwrap_or_else(|| panic!("vertex {needle:?} never finished:\n{log}"));
+    (start, done)
+}
+
+fn cached_headers(log: &str) -> Vec<String> {
+    let lines: Vec<&str> = log.lines().collect();
+    lines
+        .iter()
+        .filter(|l| l.ends_with(" CACHED"))
+        .filter_map(|l| {
+            let id = l.split_whitespace().next()?;
+            lines
+                .iter()
+                .find(|h| h.starts_with(&format!("{id} [")))
+                .map(|h| h[id.len() + 1..].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb AS a\nRUN sleep 1 && echo a > /a\nFROM bb AS b\nRUN sleep 1 && echo b > /b\n\
+         FROM bb\nCOPY --from=a /a /\nCOPY --from=b /b /\n",
+        &[],
+    );
+    let log = build_ok(&strata, ctx.path(), &["--progress=plain", "-t", "par"]);
+    let (a_start, a_done) = vertex_lines(&log, "[a 2/2] RUN");
+    let (b_start, b_done) = vertex_lines(&log, "[b 2/2] RUN");
+    // Run one after the other, one RUN would finish before the other starts.
+    assert!(
+        a_start < b_done && b_start < a_done,
+        "the two RUN steps did not overlap:\n{log}"
+    );
+    let (copy_start, _) = vertex_lines(&log, "COPY --from=a");
+    assert!(copy_start > a_done && copy_start > b_done.min(a_done));
+    let fs = unpack(&strata, "par");
+    assert_eq!(read(&fs, "a"), "a\n");
+    assert_eq!(read(&fs, "b"), "b\n");
+}
+
+#[test]
+fn the_cache_reuses_unchanged_steps_and_reruns_what_changed() {
+    if !can_build() {
+        return;
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\nRUN echo one > /one\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nRUN cat /a.txt /b.txt > /both\nENV X=1\n",
+        &[("a.txt", "a\n"), ("b.txt", "b\n")],
+    );
+    let first = build_ok(&strata, ctx.path(), &["--progress=plain", "-t", "c:1"]);
+    assert!(cached_headers(&first).is_empty(), "{first}");
+    let id1 = strata.ok(&["inspect", "--format", "{{.Id}}", "c:1"]);
+
+    // Nothing changed: every step is cached and the image ID is the same.
+    let second = build_ok(&strata, ctx.path(), &["--progress=plain", "-t", "c:2"]);
+    assert_eq!(cached_headers(&second).len(), 4, "{second}");
+    assert_eq!(strata.ok(&["inspect", "--format", "{{.Id}}", "c:2"]), id1);
+
+    // Touching a file without changing it keeps the cache (content, not times).
+    let b = ctx.path().join("b.txt");
+    std::fs::write(&b, "b\n").unwrap();
+    let touched = build_ok(&strata, ctx.path(), &["--progress=plain"]);
+    assert_eq!(cached_headers(&touched).len(), 4, "{touched}");
+
+    // b.txt changes: the steps before its COPY are cached, that COPY and what follows run.
+    std::fs::write(&b, "B\n").unwrap();
+    let third = build_ok(&strata, ctx.path(), &["--progress=plain", "-t", "c:3"]);
+    assert_eq!(
+        cached_headers(&third),
+        vec!["[2/6] RUN echo one > /one", "[3/6] COPY a.txt /a.txt"],
+        "{third}"
+    );
+    let fs = unpack(&strata, "c:3");
+    assert_eq!(read(&fs, "both"), "a\nB\n");
+
+    // --no-cache runs everything again.
+    let fourth = build_ok(&strata, ctx.path(), &["--progress=plain", "--no-cache"]);
+    assert!(cached_headers(&fourth).is_empty(), "{fourth}");
+
+    // The cache survives `system prune` of every unused image and blob: it keeps its layers.
+    strata.ok(&["rmi", "c:1", "c:2", "c:3"]);
+    strata.ok(&["system", "prune", "--all", "-f"]);
+    let fifth = build_ok(&strata, ctx.path(), &["--progress=plain"]);
+    assert_eq!(cached_headers(&fifth).len(), 4, "{fifth}");
+}
