@@ -74,6 +74,11 @@ enum Command {
     Unpack(commands::UnpackArgs),
     /// Build an image from a Dockerfile
     Build(build_cmd::BuildArgs),
+    /// Manage the build cache
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
     /// Manage the store
     System {
         #[command(subcommand)]
@@ -95,6 +100,12 @@ enum DebugCommand {
     ApplyLayer { layer: PathBuf, dir: PathBuf },
     /// Unpack an image's layer snapshots and print them as an overlayfs lowerdir list
     Snapshots { image: String },
+}
+
+#[derive(Subcommand)]
+enum BuilderCommand {
+    /// Remove the build cache (and the layers and snapshots only it kept)
+    Prune(commands::BuilderPruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +148,9 @@ fn main() -> ExitCode {
         Command::Debug {
             command: DebugCommand::Snapshots { image },
         } => commands::debug_snapshots(&root, &image),
+        Command::Builder {
+            command: BuilderCommand::Prune(args),
+        } => commands::builder_prune(&root, args),
         Command::System {
             command: SystemCommand::Df(args),
         } => commands::system_df(&root, args),
