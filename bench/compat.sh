@@ -346,7 +346,11 @@ for name in sorted(os.listdir(CORPUS)):
         httpd.shutdown()
     if s.returncode != 0 or dk.returncode != 0:
         skipped += 1
-        last = lambda text: (text.strip().splitlines() or ["?"])[-1][:300]
+        def last(text):
+            """The line that says what went wrong: the last one mentioning an error."""
+            lines = text.strip().splitlines() or ["?"]
+            errors = [l for l in lines if "error" in l.lower()]
+            return (errors or lines)[-1].strip()[:300]
         if s.returncode != 0 and dk.returncode == 0:
             print(f"   strata fails, docker builds: {last(s.stderr)}")
             notes.append(f"{name}: strata fails where docker builds: {last(s.stderr)}")
