@@ -566,3 +566,66 @@ fn corpus_builds_as_expected() {
         failures.join("\n\n")
     );
 }
+
+/// `strata builder prune` forgets the build cache (a rebuild runs every step again, with the
+/// same result) and keeps the images and what they need.
+#[test]
+fn builder_prune_empties_the_build_cache() {
+    if !can_build() {
+        return;
+    }
+    let strata = Strata::new();
+    let rootfs = tempfile::tempdir().unwrap();
+    busybox_rootfs(rootfs.path());
+    strata.ok(&["import", rootfs.path().to_str().unwrap(), "bb:latest"]);
+    let dir = corpus_dir().join("01-minimal");
+    let build = |tag: &str| {
+        let out = strata.run(&[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            "BASE=bb",
+            "-t",
+            tag,
+            dir.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed: {stderr}");
+        stderr
+    };
+    let first = build("pruned:1");
+    assert!(!first.contains("CACHED"), "{first}");
+    let again = build("pruned:2");
+    assert!(
+        again.contains("CACHED"),
+        "a rebuild should hit the cache: {again}"
+    );
+    let report = strata.ok(&["builder", "prune"]);
+    assert!(
+        report.contains("Deleted build cache records: 1,"),
+        "{report}"
+    );
+    assert!(!strata.root().join("build-cache/checksums").exists());
+    let after = build("pruned:3");
+    assert!(
+        !after.contains("CACHED"),
+        "the cache should be empty: {after}"
+    );
+    // The images survive, with their content.
+    for tag in ["pruned:1", "bb:latest"] {
+        strata.ok(&["inspect", tag]);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("rootfs");
+    strata.ok(&["unpack", "pruned:1", target.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+    let second = strata.ok(&["builder", "prune"]);
+    assert!(
+        second.contains("Deleted build cache records: 1,"),
+        "{second}"
+    );
+}
