@@ -607,6 +607,47 @@ pub fn system_prune(root: &Path, args: PruneArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+pub struct BuilderPruneArgs {
+    /// Accepted for Docker compatibility: every build cache record is removed either way
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation (strata never prompts here)
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// `strata builder prune`: forgets every build cache record, then runs the store GC so the
+/// layers and snapshots only the cache held go too. Images and their snapshots stay.
+pub fn builder_prune(root: &Path, args: BuilderPruneArgs) -> Result<()> {
+    let _ = (args.all, args.force);
+    let store = open(root)?;
+    let records = store.update::<_, anyhow::Error>(|catalog| {
+        let n = catalog.build_cache.len();
+        catalog.build_cache.clear();
+        Ok(n)
+    })?;
+    // The persisted context file checksums (strata_build::cache::ChecksumCache) are build
+    // cache too: a pruned builder hashes its context afresh, as BuildKit does after a prune.
+    let checksums = root.join("build-cache/checksums");
+    match std::fs::remove_dir_all(&checksums) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", checksums.display())),
+    }
+    let report = strata_image::gc::prune(&store, strata_image::gc::PruneOptions::default())?;
+    println!(
+        "Deleted build cache records: {records}, layers: {}, snapshots: {}",
+        report.blobs.len(),
+        report.snapshots.len()
+    );
+    println!(
+        "Total reclaimed space: {}",
+        human::human_size(report.reclaimed_bytes())
+    );
+    Ok(())
+}
+
+#[derive(Args)]
 pub struct UnpackArgs {
     image: String,
     /// Directory to unpack into (created if missing)

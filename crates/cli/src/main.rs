@@ -75,6 +75,11 @@ enum Command {
     Unpack(commands::UnpackArgs),
     /// Build an image from a Dockerfile
     Build(Box<build_cmd::BuildArgs>),
+    /// Manage the build cache
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
     /// Manage the store
     System {
         #[command(subcommand)]
@@ -96,6 +101,12 @@ enum DebugCommand {
     ApplyLayer { layer: PathBuf, dir: PathBuf },
     /// Unpack an image's layer snapshots and print them as an overlayfs lowerdir list
     Snapshots { image: String },
+}
+
+#[derive(Subcommand)]
+enum BuilderCommand {
+    /// Remove the build cache (and the layers and snapshots only it kept)
+    Prune(commands::BuilderPruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -138,6 +149,9 @@ fn main() -> ExitCode {
         Command::Debug {
             command: DebugCommand::Snapshots { image },
         } => commands::debug_snapshots(&root, &image),
+        Command::Builder {
+            command: BuilderCommand::Prune(args),
+        } => commands::builder_prune(&root, args),
         Command::System {
             command: SystemCommand::Df(args),
         } => commands::system_df(&root, args),

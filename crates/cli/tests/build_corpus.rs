@@ -1,0 +1,632 @@
+//! The Dockerfile corpus (tests/dockerfiles/NN-name/), data-driven: every directory is built
+//! by the real `strata build` against images this test makes itself (busybox-static imported
+//! into a fresh store as `bb`, a debootstrap Debian rootfs as `deb` where a Dockerfile needs
+//! it), and checked against the directory's `expect.json` (format in tests/dockerfiles/README.md).
+//! A directory whose feature is not implemented yet expects its exact error message
+//! (`unsupported`): when the feature lands, the build succeeds and this test fails until the
+//! expectation is updated to what the image must hold.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::{Strata, debian_rootfs, have, peers_required, run_tool};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The expectations for one corpus directory (`expect.json`). Unknown keys are an error, so a
+/// typo cannot silently turn a check off.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    /// What the directory exercises (documentation only).
+    #[serde(default)]
+    about: String,
+    /// The image `BASE` names: "busybox" (default), "debian", or "none" (no BASE build arg).
+    #[serde(default)]
+    base: Option<String>,
+    /// Build on the image another corpus directory produced (it sorts earlier): BASE is that
+    /// image's tag.
+    #[serde(default)]
+    base_image: Option<String>,
+    #[serde(default)]
+    build_args: BTreeMap<String, String>,
+    /// More `strata build` flags. `{dir}` is the corpus directory, `{tmp}` a scratch
+    /// directory, `{server}` the URL of the test HTTP server (see `serve`).
+    #[serde(default)]
+    flags: Vec<String>,
+    /// Serve this subdirectory of the corpus directory over HTTP on a free loopback port.
+    #[serde(default)]
+    serve: Option<String>,
+    /// Not implemented yet: the build must fail and print this message.
+    #[serde(default)]
+    unsupported: Option<String>,
+    /// Must fail by design (a negative case): the build must fail and print this message.
+    #[serde(default)]
+    error: Option<String>,
+    /// Text the build output (stderr, plain progress) must contain.
+    #[serde(default)]
+    log: Vec<String>,
+    /// Files in the image and their exact content.
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    /// Paths that must not exist in the image.
+    #[serde(default)]
+    absent: Vec<String>,
+    /// Type, mode, owner or symlink target of paths in the image.
+    #[serde(default)]
+    meta: BTreeMap<String, Meta>,
+    /// Image config: a plain key is a field of `.config` (`Cmd`, `Env`...); a key starting with
+    /// `/` is a JSON pointer into the whole config (`/author`). `null` means absent.
+    #[serde(default)]
+    config: BTreeMap<String, Value>,
+    /// The last entries of the image history, in order.
+    #[serde(default)]
+    history: Vec<HistoryEntry>,
+    /// More names that must refer to the built image (from extra `-t` flags).
+    #[serde(default)]
+    images: Vec<String>,
+    /// Files under `{tmp}` after the build (`--iidfile`, `--output`); `{image_id}` is replaced.
+    #[serde(default)]
+    tmp_files: BTreeMap<String, String>,
+    /// The build makes no image (`--check`, `--output`): the tag must not exist.
+    #[serde(default)]
+    no_image: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    /// "file", "dir" or "symlink".
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    /// Permission bits in octal, e.g. "0755".
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    gid: Option<u32>,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryEntry {
+    created_by: String,
+    #[serde(default)]
+    empty_layer: bool,
+}
+
+/// Whether the sandbox can run (root); skips otherwise unless STRATA_REQUIRE_PEERS=1.
+fn can_build() -> bool {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let tools = root && Path::new("/bin/busybox").is_file() && have("unshare", &["--version"]);
+    if !tools {
+        assert!(
+            !peers_required(),
+            "building needs root, /bin/busybox and unshare (STRATA_REQUIRE_PEERS=1)"
+        );
+        eprintln!("skipping: building needs root, /bin/busybox and unshare");
+    }
+    tools
+}
+
+/// A busybox-static rootfs: every applet, /etc/passwd and /etc/group with an `app` user (1000)
+/// and a `nobody` user (65534).
+fn busybox_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    let list = run_tool("/bin/busybox", &["--list"]);
+    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nstaff:x:50:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+}
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dockerfiles")
+}
+
+/// A minimal static-file HTTP server (GET only) on a free loopback port, for ADD <url>.
+fn serve(dir: PathBuf) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                match reader.read_line(&mut header) {
+                    Ok(n) if n > 2 => {}
+                    _ => break,
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let file = dir.join(path.trim_start_matches('/'));
+            let mut out = &stream;
+            let within = !path.contains("..");
+            match std::fs::read(&file) {
+                Ok(body) if within && file.is_file() => {
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = out.write_all(&body);
+                }
+                _ => {
+                    let _ = out.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+struct Corpus {
+    strata: Strata,
+    have_debian: bool,
+    debian_imported: bool,
+}
+
+impl Corpus {
+    /// BASE for this directory, or None when the directory cannot run here (no Debian rootfs).
+    fn base(&mut self, expect: &Expect) -> Option<Option<String>> {
+        if let Some(other) = &expect.base_image {
+            return Some(Some(image_tag(other)));
+        }
+        match expect.base.as_deref().unwrap_or("busybox") {
+            "busybox" => Some(Some("bb".into())),
+            "none" => Some(None),
+            "debian" => {
+                if !self.have_debian {
+                    return None;
+                }
+                if !self.debian_imported {
+                    let rootfs = debian_rootfs().unwrap();
+                    self.strata
+                        .ok(&["import", rootfs.to_str().unwrap(), "deb:latest"]);
+                    self.debian_imported = true;
+                }
+                Some(Some("deb".into()))
+            }
+            other => panic!("unknown base {other:?} (busybox, debian or none)"),
+        }
+    }
+}
+
+fn image_tag(dir_name: &str) -> String {
+    format!("corpus/{dir_name}:latest")
+}
+
+/// Checks one directory; returns the problems found.
+fn check_dir(corpus: &mut Corpus, dir: &Path, name: &str, expect: &Expect) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(base) = corpus.base(expect) else {
+        eprintln!("{name}: skipped (no Debian rootfs)");
+        return problems;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = expect.serve.as_ref().map(|sub| serve(dir.join(sub)));
+    let subst = |s: &str| {
+        let mut s = s
+            .replace("{dir}", dir.to_str().unwrap())
+            .replace("{tmp}", tmp.path().to_str().unwrap());
+        if let Some(url) = &server {
+            s = s.replace("{server}", url);
+        }
+        s
+    };
+    let tag = image_tag(name);
+    let mut args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
+    args.extend(["-t".into(), tag.clone()]);
+    if let Some(base) = base {
+        args.extend(["--build-arg".into(), format!("BASE={base}")]);
+    }
+    for (k, v) in &expect.build_args {
+        args.extend(["--build-arg".into(), format!("{k}={}", subst(v))]);
+    }
+    args.extend(expect.flags.iter().map(|f| subst(f)));
+    args.push(dir.to_str().unwrap().into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = corpus.strata.run(&argv);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if stderr.contains("panicked") {
+        problems.push(format!("strata panicked:\n{stderr}"));
+    }
+    for text in &expect.log {
+        if !stderr.contains(text.as_str()) {
+            problems.push(format!(
+                "the build output lacks {text:?}:\n{}",
+                tail(&stderr)
+            ));
+        }
+    }
+    let must_fail = expect.unsupported.as_ref().or(expect.error.as_ref());
+    if let Some(message) = must_fail {
+        if out.status.success() {
+            problems.push(format!(
+                "expected the build to fail with {message:?}, but it succeeded{}",
+                if expect.unsupported.is_some() {
+                    " (the feature is implemented now: replace `unsupported` in expect.json with what the image must hold)"
+                } else {
+                    ""
+                }
+            ));
+        } else if !stderr.contains(message.as_str()) {
+            problems.push(format!(
+                "expected the error {message:?}; the build said:\n{}",
+                tail(&stderr)
+            ));
+        }
+        if !out.status.success()
+            && corpus
+                .strata
+                .run(&["inspect", "--format", "{{.Id}}", &tag])
+                .status
+                .success()
+        {
+            problems.push("a failed build tagged an image".into());
+        }
+        return problems;
+    }
+    if !out.status.success() {
+        problems.push(format!("the build failed:\n{}", tail(&stderr)));
+        return problems;
+    }
+    let id_out = corpus.strata.run(&["inspect", "--format", "{{.Id}}", &tag]);
+    if expect.no_image {
+        if id_out.status.success() {
+            problems.push(format!("expected no image, but {tag} exists"));
+        }
+    } else if !id_out.status.success() {
+        problems.push(format!("the build succeeded but {tag} does not exist"));
+        return problems;
+    }
+    let image_id = String::from_utf8_lossy(&id_out.stdout).trim().to_string();
+    for (path, content) in &expect.tmp_files {
+        let content = content.replace("{image_id}", &image_id);
+        match std::fs::read_to_string(tmp.path().join(path)) {
+            Ok(actual) if actual == content => {}
+            Ok(actual) => problems.push(format!(
+                "{{tmp}}/{path}: expected {content:?}, found {actual:?}"
+            )),
+            Err(e) => problems.push(format!("{{tmp}}/{path}: {e}")),
+        }
+    }
+    if expect.no_image {
+        return problems;
+    }
+    for other in &expect.images {
+        let out = corpus
+            .strata
+            .run(&["inspect", "--format", "{{.Id}}", other]);
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || id != image_id {
+            problems.push(format!("{other} does not name the built image {image_id}"));
+        }
+    }
+    check_config(corpus, &image_id, expect, &mut problems);
+    if expect.files.is_empty() && expect.absent.is_empty() && expect.meta.is_empty() {
+        return problems;
+    }
+    let rootfs = tmp.path().join("rootfs");
+    corpus
+        .strata
+        .ok(&["unpack", &tag, rootfs.to_str().unwrap()]);
+    for (path, content) in &expect.files {
+        match std::fs::read(rootfs.join(path.trim_start_matches('/'))) {
+            Ok(actual) if actual == content.as_bytes() => {}
+            Ok(actual) => problems.push(format!(
+                "{path}: expected {content:?}, found {:?}",
+                String::from_utf8_lossy(&actual)
+            )),
+            Err(e) => problems.push(format!("{path}: {e}")),
+        }
+    }
+    for path in &expect.absent {
+        if rootfs
+            .join(path.trim_start_matches('/'))
+            .symlink_metadata()
+            .is_ok()
+        {
+            problems.push(format!("{path} must not be in the image"));
+        }
+    }
+    for (path, meta) in &expect.meta {
+        let full = rootfs.join(path.trim_start_matches('/'));
+        let Ok(md) = full.symlink_metadata() else {
+            problems.push(format!("{path}: missing"));
+            continue;
+        };
+        let kind = if md.file_type().is_symlink() {
+            "symlink"
+        } else if md.is_dir() {
+            "dir"
+        } else if md.is_file() {
+            "file"
+        } else {
+            "other"
+        };
+        if let Some(want) = &meta.kind
+            && want != kind
+        {
+            problems.push(format!("{path}: expected a {want}, found a {kind}"));
+        }
+        if let Some(mode) = &meta.mode {
+            let want = u32::from_str_radix(mode, 8).unwrap_or_else(|_| panic!("mode {mode:?}"));
+            let have = md.mode() & 0o7777;
+            if have != want {
+                problems.push(format!(
+                    "{path}: expected mode {want:04o}, found {have:04o}"
+                ));
+            }
+        }
+        if let Some(uid) = meta.uid
+            && md.uid() != uid
+        {
+            problems.push(format!("{path}: expected uid {uid}, found {}", md.uid()));
+        }
+        if let Some(gid) = meta.gid
+            && md.gid() != gid
+        {
+            problems.push(format!("{path}: expected gid {gid}, found {}", md.gid()));
+        }
+        if let Some(target) = &meta.target {
+            match std::fs::read_link(&full) {
+                Ok(t) if t == Path::new(target) => {}
+                Ok(t) => problems.push(format!(
+                    "{path}: expected a link to {target:?}, found {}",
+                    t.display()
+                )),
+                Err(e) => problems.push(format!("{path}: not a symlink: {e}")),
+            }
+        }
+    }
+    problems
+}
+
+fn check_config(corpus: &Corpus, image_id: &str, expect: &Expect, problems: &mut Vec<String>) {
+    let hex = image_id.trim_start_matches("sha256:");
+    let bytes = std::fs::read(corpus.strata.root().join("blobs/sha256").join(hex)).unwrap();
+    let config: Value = serde_json::from_slice(&bytes).unwrap();
+    for (key, want) in &expect.config {
+        let have = if key.starts_with('/') {
+            config.pointer(key)
+        } else {
+            config.get("config").and_then(|c| c.get(key))
+        };
+        let have = have.unwrap_or(&Value::Null);
+        if have != want {
+            problems.push(format!("config {key}: expected {want}, found {have}"));
+        }
+    }
+    if expect.history.is_empty() {
+        return;
+    }
+    let history = config["history"].as_array().cloned().unwrap_or_default();
+    if history.len() < expect.history.len() {
+        problems.push(format!(
+            "history has {} entries, expected at least {}",
+            history.len(),
+            expect.history.len()
+        ));
+        return;
+    }
+    let tail = &history[history.len() - expect.history.len()..];
+    for (want, have) in expect.history.iter().zip(tail) {
+        let created_by = have["created_by"].as_str().unwrap_or("");
+        let empty = have["empty_layer"].as_bool().unwrap_or(false);
+        if created_by != want.created_by || empty != want.empty_layer {
+            problems.push(format!(
+                "history: expected {:?} (empty_layer {}), found {created_by:?} (empty_layer {empty})",
+                want.created_by, want.empty_layer
+            ));
+        }
+    }
+}
+
+/// The last lines of a build log, enough to see the error.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn load_expect(dir: &Path) -> Result<Expect, String> {
+    let path = dir.join("expect.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn corpus_entries() -> Vec<(String, PathBuf)> {
+    let mut entries: Vec<(String, PathBuf)> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Every corpus directory has a Dockerfile and a valid expect.json, and the corpus meets the
+/// acceptance bar: at least 40 directories that build today.
+#[test]
+fn corpus_is_complete() {
+    let mut problems = Vec::new();
+    let mut building = 0;
+    for (name, dir) in corpus_entries() {
+        if !dir.join("Dockerfile").is_file() && !has_custom_dockerfile(&dir) {
+            problems.push(format!("{name}: no Dockerfile"));
+        }
+        match load_expect(&dir) {
+            Ok(expect) => {
+                if expect.about.is_empty() {
+                    problems.push(format!("{name}: expect.json has no `about`"));
+                }
+                if expect.unsupported.is_none() && expect.error.is_none() {
+                    building += 1;
+                }
+                if let Some(other) = &expect.base_image
+                    && other.as_str() >= name.as_str()
+                {
+                    problems.push(format!("{name}: base_image {other} must sort earlier"));
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        building >= 40,
+        "only {building} corpus directories are expected to build (acceptance: >= 40)"
+    );
+}
+
+fn has_custom_dockerfile(dir: &Path) -> bool {
+    load_expect(dir).is_ok_and(|e| e.flags.iter().any(|f| f == "-f" || f == "--file"))
+}
+
+#[test]
+fn corpus_builds_as_expected() {
+    if !can_build() {
+        return;
+    }
+    let strata = Strata::new();
+    let rootfs = tempfile::tempdir().unwrap();
+    busybox_rootfs(rootfs.path());
+    strata.ok(&["import", rootfs.path().to_str().unwrap(), "bb:latest"]);
+    // Some Dockerfiles name the busybox image by the reference a test registry would serve it
+    // under (COPY --from=<image>, RUN --mount=from=<image>): the local store has it.
+    strata.ok(&[
+        "tag",
+        "bb:latest",
+        "localhost:5000/strata-test/busybox:latest",
+    ]);
+    let mut corpus = Corpus {
+        strata,
+        have_debian: false,
+        debian_imported: false,
+    };
+    let only = std::env::var("STRATA_CORPUS_ONLY").ok();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (name, dir) in corpus_entries() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        let expect = match load_expect(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        if expect.base.as_deref() == Some("debian") && !corpus.have_debian {
+            corpus.have_debian = debian_rootfs().is_some();
+        }
+        let problems = check_dir(&mut corpus, &dir, &name, &expect);
+        checked += 1;
+        for p in problems {
+            failures.push(format!("{name}: {p}"));
+        }
+    }
+    eprintln!("checked {checked} corpus directories");
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// `strata builder prune` forgets the build cache (a rebuild runs every step again, with the
+/// same result) and keeps the images and what they need.
+#[test]
+fn builder_prune_empties_the_build_cache() {
+    if !can_build() {
+        return;
+    }
+    let strata = Strata::new();
+    let rootfs = tempfile::tempdir().unwrap();
+    busybox_rootfs(rootfs.path());
+    strata.ok(&["import", rootfs.path().to_str().unwrap(), "bb:latest"]);
+    let dir = corpus_dir().join("01-minimal");
+    let build = |tag: &str| {
+        let out = strata.run(&[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            "BASE=bb",
+            "-t",
+            tag,
+            dir.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed: {stderr}");
+        stderr
+    };
+    let first = build("pruned:1");
+    assert!(!first.contains("CACHED"), "{first}");
+    let again = build("pruned:2");
+    assert!(
+        again.contains("CACHED"),
+        "a rebuild should hit the cache: {again}"
+    );
+    let report = strata.ok(&["builder", "prune"]);
+    assert!(
+        report.contains("Deleted build cache records: 1,"),
+        "{report}"
+    );
+    assert!(!strata.root().join("build-cache/checksums").exists());
+    let after = build("pruned:3");
+    assert!(
+        !after.contains("CACHED"),
+        "the cache should be empty: {after}"
+    );
+    // The images survive, with their content.
+    for tag in ["pruned:1", "bb:latest"] {
+        strata.ok(&["inspect", tag]);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("rootfs");
+    strata.ok(&["unpack", "pruned:1", target.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+    let second = strata.ok(&["builder", "prune"]);
+    assert!(
+        second.contains("Deleted build cache records: 1,"),
+        "{second}"
+    );
+}
