@@ -1343,3 +1343,149 @@ fn an_index_is_copied_and_pushed_as_an_index() {
     assert_eq!(digest_line(&pulled, "Digest: "), sha256(&index));
     assert_eq!(stored_target(&puller, &reference), sha256(&index));
 }
+
+/// nginx terminating TLS in front of a registry, as registries are often deployed: one port
+/// offers HTTP/2 by ALPN (`listen ... ssl http2`), the other HTTP/1.1 only. Each request is
+/// logged with the protocol it came in over.
+struct TlsProxy {
+    dir: tempfile::TempDir,
+    child: Child,
+    h2_port: u16,
+    http1_port: u16,
+}
+
+impl TlsProxy {
+    fn start(upstream: &str, server_name: &str) -> Option<TlsProxy> {
+        if !have("nginx", &["-v"]) || !have("openssl", &["version"]) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("strata-nginx-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        run_tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={server_name}"),
+                "-keyout",
+                path.join("key.pem").to_str().unwrap(),
+                "-out",
+                path.join("cert.pem").to_str().unwrap(),
+            ],
+        );
+        let (h2_port, http1_port) = (free_port(), free_port());
+        let server = |port: u16, http2: &str, log: &str| {
+            format!(
+                "server {{ listen 127.0.0.1:{port} ssl{http2}; server_name {server_name};
+  ssl_certificate cert.pem; ssl_certificate_key key.pem;
+  access_log {log}.log protocols; client_max_body_size 0; proxy_request_buffering off;
+  location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1;
+    proxy_set_header Host $host:$server_port; proxy_set_header X-Forwarded-Proto https; }} }}\n"
+            )
+        };
+        let config = format!(
+            "daemon off; user root; worker_processes 1; pid nginx.pid; error_log error.log;
+events {{ worker_connections 64; }}
+http {{ log_format protocols '$server_protocol $request_method $uri $status';
+  client_body_temp_path body; proxy_temp_path proxy;
+  {}  {}}}\n",
+            server(h2_port, " http2", "h2"),
+            server(http1_port, "", "http1"),
+        );
+        std::fs::write(path.join("nginx.conf"), config).unwrap();
+        let prefix = format!("{}/", path.display());
+        let child = Command::new("nginx")
+            .args(["-p", &prefix, "-c", "nginx.conf"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", h2_port)).is_err()
+            || TcpStream::connect(("127.0.0.1", http1_port)).is_err()
+        {
+            let log = std::fs::read_to_string(path.join("error.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "nginx did not start: {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(TlsProxy {
+            dir,
+            child,
+            h2_port,
+            http1_port,
+        })
+    }
+
+    /// The protocols of the requests logged for the `h2` or `http1` server.
+    fn protocols(&self, server: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join(format!("{server}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http2_is_negotiated_by_alpn_and_http1_is_the_fallback() {
+    let local = Strata::new();
+    if !client_commands(&local) {
+        return;
+    }
+    let Some(alias) = loopback_alias() else {
+        eprintln!("skipping: no non-localhost name for 127.0.0.1 in /etc/hosts");
+        return;
+    };
+    let Some(registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let Some(proxy) = TlsProxy::start(&registry.host(), alias) else {
+        return;
+    };
+    let source = format!("{}/strata/proto:v1", registry.host());
+    let Some(id) = import_image(&local, &source, "CMD [\"sh\"]") else {
+        return;
+    };
+    for (port, server, protocol) in [
+        (proxy.h2_port, "h2", "HTTP/2.0"),
+        (proxy.http1_port, "http1", "HTTP/1.1"),
+    ] {
+        // A self-signed certificate: verification off, which still speaks TLS first.
+        let reference = format!("{alias}:{port}/strata/{server}:v1");
+        local.ok(&["tag", &source, &reference]);
+        let pushed = local.ok(&["push", "--tls-verify=false", &reference]);
+        assert!(pushed.contains(": Pushed"), "{pushed}");
+        let puller = Strata::new();
+        puller.ok(&["pull", "--tls-verify=false", &reference]);
+        assert_eq!(
+            puller
+                .ok(&["inspect", "--format", "{{.Id}}", &reference])
+                .trim(),
+            id
+        );
+        puller.assert_blobs_verified();
+        let protocols = proxy.protocols(server);
+        // /v2/, blob HEADs and the upload session (POST, streamed PATCH, PUT), manifests, GETs.
+        assert!(protocols.len() >= 8, "{server}: {protocols:?}");
+        assert!(
+            protocols.iter().all(|p| p == protocol),
+            "every request over {protocol}: {protocols:?}"
+        );
+    }
+}
