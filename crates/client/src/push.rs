@@ -333,12 +333,14 @@ async fn compress_while_uploading(
         let progress = registry.options().progress.clone();
         tokio::task::spawn_blocking(move || {
             let compressed = compress_into_channel(&store, &layer, &tx, progress);
-            drop(cpu);
             if let Err(e) = &compressed {
                 // Abort the request rather than let it end as if the content were complete.
                 let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
             }
-            compressed
+            // The request body ends and the next layer may compress while this one is synced.
+            drop(tx);
+            drop(cpu);
+            compressed.and_then(|(media_type, sink)| sink.finish(media_type))
         })
     };
     let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -383,14 +385,39 @@ enum CompressedSink {
     Digest(Digester, u64),
 }
 
+impl CompressedSink {
+    /// The compressed blob and, if the store kept it (synced and in place now), the same.
+    fn finish(self, media_type: String) -> Result<(BlobRef, Option<BlobRef>)> {
+        Ok(match self {
+            CompressedSink::Store(writer) => {
+                let stored = writer.commit(None)?;
+                let blob = BlobRef {
+                    media_type,
+                    digest: stored.digest,
+                    size: stored.size,
+                };
+                (blob.clone(), Some(blob))
+            }
+            CompressedSink::Digest(digester, size) => (
+                BlobRef {
+                    media_type,
+                    digest: digester.finish(),
+                    size,
+                },
+                None,
+            ),
+        })
+    }
+}
+
 /// Compresses the stored layer into `tx`, member by member, digesting it and writing it into
-/// the store as well. Returns the compressed blob and, if kept, its stored descriptor.
+/// the store as well. Returns the compressed blob's media type and where it was digested.
 fn compress_into_channel(
     store: &Store,
     layer: &BlobRef,
     tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
     progress: Option<crate::Progress>,
-) -> Result<(BlobRef, Option<BlobRef>)> {
+) -> Result<(String, CompressedSink)> {
     let what = || format!("compressing layer {}", layer.digest);
     let input = store.open_blob(&layer.digest)?;
     let mut sink = match store.blob_writer(strata_oci::Algorithm::Sha256) {
@@ -415,26 +442,7 @@ fn compress_into_channel(
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
     })
     .map_err(|e| ClientError::io(what(), e))?;
-    let media_type = gzip_media_type(&layer.media_type).to_string();
-    Ok(match sink {
-        CompressedSink::Store(writer) => {
-            let stored = writer.commit(None)?;
-            let blob = BlobRef {
-                media_type,
-                digest: stored.digest,
-                size: stored.size,
-            };
-            (blob.clone(), Some(blob))
-        }
-        CompressedSink::Digest(digester, size) => (
-            BlobRef {
-                media_type,
-                digest: digester.finish(),
-                size,
-            },
-            None,
-        ),
-    })
+    Ok((gzip_media_type(&layer.media_type).to_string(), sink))
 }
 
 fn compression_threads() -> usize {
