@@ -972,6 +972,27 @@ fn corrupt_blob_is_refused_and_nothing_is_stored() {
         .collect();
     assert!(ingest.is_empty(), "no partial files left");
     assert_eq!(strata.ok(&["images", "-q"]).trim(), "");
+    // Straight into an OCI layout (no store on the way): refused too, nothing left in blobs/.
+    let layout = tempfile::tempdir().unwrap();
+    let dir = layout.path().join("oci");
+    let stderr = strata.fails(&[
+        "copy",
+        &format!("docker://{host}/fake/corrupt:t"),
+        &format!("oci:{}:t", dir.display()),
+    ]);
+    assert!(stderr.contains("digest"), "{stderr}");
+    let (_, _, layer) = tiny_image();
+    let layer_hex = sha256(&layer)[7..].to_string();
+    let mut left: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    left.retain(|name| name == &layer_hex || name.starts_with(".ingest-"));
+    assert!(left.is_empty(), "no corrupt or partial blob: {left:?}");
+    assert!(!dir.join("index.json").exists(), "no image in the layout");
 }
 
 #[test]

@@ -797,14 +797,15 @@ impl Registry {
                         ))));
                     }
                     // Buffered writes into the page cache; the fsync happens at commit.
-                    writer.write_all(&chunk).map_err(|e| {
+                    let len = chunk.len() as u64;
+                    writer.write_chunk(chunk).map_err(|e| {
                         StreamError::Fatal(ClientError::io(
                             format!("writing blob {}", blob.digest),
                             e,
                         ))
                     })?;
                     if let Some(p) = progress {
-                        p.0.advanced(&blob.digest, chunk.len() as u64);
+                        p.0.advanced(&blob.digest, len);
                     }
                 }
                 Ok(None) => {
@@ -1210,6 +1211,11 @@ impl Registry {
 /// Where a download streams: digested and counted as written.
 pub(crate) trait BlobSink: Write + Send {
     fn bytes_written(&self) -> u64;
+
+    /// Writes one chunk of the HTTP body (a sink may keep it without copying).
+    fn write_chunk(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
+        self.write_all(&chunk)
+    }
 }
 
 impl BlobSink for strata_store::BlobWriter {
