@@ -874,6 +874,20 @@ fn serve_connection(
             .and_then(|l| l.parse::<u64>().ok())
         {
             (&mut reader).take(length).read_to_end(&mut request.body)?;
+        } else if request.header("transfer-encoding") == Some("chunked") {
+            // A streamed body: `<hex size>\r\n<data>\r\n` ... `0\r\n\r\n`.
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size)?;
+                let size = usize::from_str_radix(size.trim(), 16)
+                    .map_err(|e| std::io::Error::other(format!("chunk size: {e}")))?;
+                let mut data = vec![0u8; size + 2];
+                reader.read_exact(&mut data)?;
+                if size == 0 {
+                    break;
+                }
+                request.body.extend_from_slice(&data[..size]);
+            }
         }
         let history = served.lock().unwrap().clone();
         let answer = handler(&request, &history);
@@ -1209,6 +1223,97 @@ fn chunked_upload_when_the_registry_demands_it() {
             .iter()
             .any(|l| l.starts_with("PATCH /upload/"))
     );
+}
+
+#[test]
+fn a_compressed_layer_upload_that_fails_starts_over() {
+    let local = Strata::new();
+    if !client_commands(&local) {
+        return;
+    }
+    // A registry whose first streamed PATCH fails with 503: the layer is compressed and sent
+    // again in a new session, and what is stored must match the digest the client names.
+    let uploads: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>> = Arc::default();
+    let stored: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>> = Arc::default();
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (uploads_seen, stored_seen) = (uploads.clone(), stored.clone());
+    let (host, log) = fake_registry(move |request, _| {
+        let path = request.path.as_str();
+        match request.method.as_str() {
+            "GET" if path == "/v2/" => reply(200, &[], b"{}".to_vec()),
+            "HEAD" => reply(404, &[], Vec::new()),
+            "POST" => {
+                let mut uploads = uploads_seen.lock().unwrap();
+                let location = format!("/upload/{}", uploads.len());
+                uploads.insert(location.clone(), Vec::new());
+                reply(202, &[("Location", &location)], Vec::new())
+            }
+            "PATCH" => {
+                if !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return reply(503, &[], Vec::new());
+                }
+                let mut uploads = uploads_seen.lock().unwrap();
+                let data = uploads.get_mut(path).unwrap();
+                data.extend_from_slice(&request.body);
+                let range = format!("0-{}", data.len() - 1);
+                reply(202, &[("Location", path), ("Range", &range)], Vec::new())
+            }
+            "PUT" if path.starts_with("/upload/") => {
+                let (location, query) = path.split_once('?').unwrap();
+                let digest = query.strip_prefix("digest=").unwrap().replace("%3A", ":");
+                let data = uploads_seen.lock().unwrap().remove(location).unwrap();
+                let data = if data.is_empty() {
+                    request.body.clone()
+                } else {
+                    data
+                };
+                if sha256(&data) != digest {
+                    return reply(
+                        400,
+                        &[],
+                        br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#.to_vec(),
+                    );
+                }
+                stored_seen.lock().unwrap().insert(digest, data);
+                reply(201, &[], Vec::new())
+            }
+            "PUT" => reply(
+                201,
+                &[("Docker-Content-Digest", &sha256(&request.body))],
+                Vec::new(),
+            ),
+            _ => reply(404, &[], Vec::new()),
+        }
+    });
+    let reference = format!("{host}/fake/streamed:v1");
+    if import_image(&local, &reference, "CMD [\"sh\"]").is_none() {
+        return;
+    }
+    let pushed = local.ok(&["push", &reference]);
+    assert!(pushed.contains(": Pushed"), "{pushed}");
+    let log = log.lock().unwrap().clone();
+    let patches = log.iter().filter(|l| l.starts_with("PATCH ")).count();
+    assert_eq!(
+        patches, 2,
+        "the failed PATCH was followed by one more: {log:?}"
+    );
+    // The stored layer, found by its diffID in the config, uncompresses to exactly it.
+    let stored = stored.lock().unwrap();
+    let config: Value = stored
+        .values()
+        .find_map(|b| serde_json::from_slice::<Value>(b).ok())
+        .expect("the config was uploaded");
+    let diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap();
+    let layer = stored
+        .values()
+        .find(|b| b.starts_with(&[0x1f, 0x8b]))
+        .expect("a gzip layer was uploaded");
+    let mut tar = Vec::new();
+    strata_layer::decompress(strata_layer::Compression::Gzip, &layer[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(sha256(&tar), diff_id);
 }
 
 #[test]

@@ -976,7 +976,15 @@ impl Registry {
                 });
             }
         };
-        if response.status() != StatusCode::ACCEPTED {
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            // Worth another attempt, in a new session (the caller's retry).
+            return Err(ClientError::Connection {
+                registry: self.inner.domain.clone(),
+                message: format!("PATCH {location}: HTTP {status}"),
+            });
+        }
+        if status != StatusCode::ACCEPTED {
             return Err(self
                 .unexpected(Method::PATCH, location, response, repository)
                 .await);
