@@ -88,6 +88,9 @@ pub async fn push(
     source: &str,
     destination: &Reference,
 ) -> Result<Pushed> {
+    // Shared with other writers: prune (exclusive) must not remove the compressed blobs this
+    // push keeps while they are written.
+    let _lock = store.lock_content_shared()?;
     let catalog = store.catalog()?;
     let image = StoredImage::resolve(store, &catalog, source)?;
     let repository = destination.path().to_string();
