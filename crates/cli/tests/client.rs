@@ -398,10 +398,33 @@ fn push_compresses_uncompressed_layers() {
     );
     let repo_digests = local.ok(&["inspect", "--format", "{{json .RepoDigests}}", &reference]);
     assert!(repo_digests.contains(&digest), "{repo_digests}");
-    // Compression is deterministic: pushing again finds every blob there.
+    // The compressed layer was kept in the store, verified by its name.
+    let gzip_layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        local.blob_names().contains(&gzip_layer),
+        "{gzip_layer} kept: {:?}",
+        local.blob_names()
+    );
+    local.assert_blobs_verified();
+    // Pushing again finds every blob there.
     let again = local.ok(&["push", &reference]);
     assert!(!again.contains(": Pushed"), "{again}");
     assert_eq!(digest_line(&again, "v1: digest: "), digest);
+    // To another repository: the kept blob is sent as it is, the same manifest results.
+    let elsewhere = format!("{}/strata/gzipped-copy:v1", registry.host());
+    let copied = local.ok(&["push", &reference, &elsewhere]);
+    assert_eq!(digest_line(&copied, "v1: digest: "), digest);
+    // Prune drops the kept blob (no image references it); compressing again gives the same.
+    local.ok(&["system", "prune", "-f"]);
+    assert!(!local.blob_names().contains(&gzip_layer));
+    registry_delete_blob(&registry, "strata/gzipped", &gzip_layer);
+    let recompressed = local.ok(&["push", &reference]);
+    assert!(recompressed.contains(": Pushed"), "{recompressed}");
+    assert_eq!(digest_line(&recompressed, "v1: digest: "), digest);
+    assert!(local.blob_names().contains(&gzip_layer));
     // A pull decompresses and checks the diffIDs: the same image.
     let puller = Strata::new();
     puller.ok(&["pull", &reference]);
@@ -412,6 +435,19 @@ fn push_compresses_uncompressed_layers() {
         id
     );
     puller.assert_blobs_verified();
+}
+
+/// Deletes a blob from a repository of the test registry (its config enables deletes).
+fn registry_delete_blob(registry: &TestRegistry, repository: &str, digest: &str) {
+    let url = format!("http://{}/v2/{repository}/blobs/{digest}", registry.host());
+    let status = ureq::delete(&url)
+        .call()
+        .map(|r| r.status())
+        .unwrap_or_else(|e| match e {
+            ureq::Error::Status(code, _) => code,
+            other => panic!("DELETE {url}: {other}"),
+        });
+    assert_eq!(status, 202, "DELETE {url}");
 }
 
 /// Writes `registries.json` under a fresh XDG_CONFIG_HOME, returned.
