@@ -328,8 +328,8 @@ async fn compress_while_uploading(
     layer: &BlobRef,
     cpu: OwnedSemaphorePermit,
 ) -> Result<(BlobRef, Option<BlobRef>)> {
-    let location = registry.start_upload(repository).await?;
     // A few members in flight: enough to keep the connection busy while the next compresses.
+    // Compression starts at once; the session is opened meanwhile.
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let producer = {
         let (store, layer) = (store.clone(), layer.clone());
@@ -346,10 +346,20 @@ async fn compress_while_uploading(
             compressed.and_then(|(media_type, sink)| sink.finish(media_type))
         })
     };
-    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let patched = registry.patch_stream(repository, &location, body).await;
+    let patched = match registry.start_upload(repository).await {
+        Ok(location) => {
+            let body =
+                reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                }));
+            registry.patch_stream(repository, &location, body).await
+        }
+        Err(e) => {
+            // Closing the queue stops the compression (it is awaited below).
+            drop(rx);
+            Err(e)
+        }
+    };
     let produced = producer
         .await
         .map_err(|e| ClientError::Invalid(format!("compression task failed: {e}")))?;
