@@ -435,6 +435,25 @@ fn push_compresses_uncompressed_layers() {
         id
     );
     puller.assert_blobs_verified();
+    // A repeated pull rewrites no blob (each would be a new file, renamed over the old one).
+    let inodes = |strata: &Strata| -> Vec<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        strata
+            .blob_names()
+            .into_iter()
+            .map(|name| {
+                let path = strata
+                    .root()
+                    .join("blobs/sha256")
+                    .join(name.trim_start_matches("sha256:"));
+                (name, std::fs::metadata(path).unwrap().ino())
+            })
+            .collect()
+    };
+    let before = inodes(&puller);
+    let again = puller.ok(&["pull", &reference]);
+    assert!(again.contains("Image is up to date"), "{again}");
+    assert_eq!(inodes(&puller), before);
 }
 
 /// Deletes a blob from a repository of the test registry (its config enables deletes).
