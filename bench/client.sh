@@ -6,6 +6,7 @@
 # as 5 uncompressed layers) and times with hyperfine:
 #   pull-to-oci   deb:12 registry -> OCI layout     strata copy   vs skopeo copy
 #   push          five:v1 -> a fresh repo (gzip)    strata push   vs skopeo copy oci: -> docker://
+#   repush        the same, strata's gzip blobs kept from the last push (reported, no target)
 #   repull        deb:12 with every layer local     strata pull   vs skopeo copy into a filled layout
 # It reports medians and strata/skopeo ratios; it never fails because something is slow.
 #
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "client.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -145,7 +146,16 @@ $H --export-json "$SCRATCH/pull-to-oci.json" \
     --prepare "rm -rf $SCRATCH/s-oci $SCRATCH/k-oci" \
     -n strata "$S copy -q docker://$REG/deb:12 oci:$SCRATCH/s-oci:12" \
     -n skopeo "skopeo copy -q --src-tls-verify=false docker://$REG/deb:12 oci:$SCRATCH/k-oci:12"
+# strata keeps the gzip blobs a push makes; `system prune` drops them before each timed run so
+# every run compresses afresh, as skopeo does.
 $H --export-json "$SCRATCH/push.json" \
+    --prepare "$S system prune -f >/dev/null; rm -rf $SCRATCH/push-registry/docker" \
+    -n strata "$S push -q $PUSH_REG/bench/push:v1" \
+    -n skopeo "skopeo copy -q --dest-tls-verify=false oci:$SCRATCH/src:v1 docker://$PUSH_REG/bench/push:v1"
+# The same push again to an emptied registry, the gzip blobs kept by the last strata push this
+# time (skopeo has no such cache: it compresses again). Reported, no target.
+$S push -q $PUSH_REG/bench/push:v1 >/dev/null
+$H --export-json "$SCRATCH/repush.json" \
     --prepare "rm -rf $SCRATCH/push-registry/docker" \
     -n strata "$S push -q $PUSH_REG/bench/push:v1" \
     -n skopeo "skopeo copy -q --dest-tls-verify=false oci:$SCRATCH/src:v1 docker://$PUSH_REG/bench/push:v1"
@@ -158,12 +168,16 @@ echo "== medians (seconds) and strata/skopeo"
 python3 - "$SCRATCH" <<'PY'
 import json, sys
 # Acceptance targets: a strata/skopeo ratio, or an absolute time for the repull.
-targets = {"pull-to-oci": ("ratio", 0.5), "push": ("ratio", 0.4), "repull": ("seconds", 0.2)}
-for name in ["pull-to-oci", "push", "repull"]:
+targets = {"pull-to-oci": ("ratio", 0.5), "push": ("ratio", 0.4), "repush": None, "repull": ("seconds", 0.2)}
+for name in ["pull-to-oci", "push", "repush", "repull"]:
     results = {r["command"]: r["median"] for r in json.load(open(f"{sys.argv[1]}/{name}.json"))["results"]}
     s, k = results["strata"], results["skopeo"]
+    line = f"{name:12} strata {s:8.3f}  skopeo {k:8.3f}  ratio {s / k:5.2f}"
+    if targets[name] is None:
+        print(f"{line}  (no target: strata reuses the kept gzip blobs)")
+        continue
     kind, limit = targets[name]
     met = (s / k if kind == "ratio" else s) <= limit
     target = f"{kind} <= {limit}"
-    print(f"{name:12} strata {s:8.3f}  skopeo {k:8.3f}  ratio {s / k:5.2f}  target {target:14} {'met' if met else 'NOT met'}")
+    print(f"{line}  target {target:14} {'met' if met else 'NOT met'}")
 PY

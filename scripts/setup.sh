@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs and starts what strata's tests and main job need on a fresh Debian 12 machine (as root):
-# peer tools used as oracles (docker, skopeo, umoci), debootstrap for a real base rootfs,
-# check-jsonschema for the OCI schemas. Idempotent: safe to run again.
+# peer tools used as oracles (docker, skopeo, umoci), nginx (a TLS and HTTP/2 front for a
+# registry), debootstrap for a real base rootfs,
+# check-jsonschema for the OCI schemas; git, zstd, bzip2 and xz for ADD's sources and archives.
+# Idempotent: safe to run again.
 set -euo pipefail
 
 need_apt=()
 for tool in skopeo:skopeo umoci:umoci dockerd:docker.io debootstrap:debootstrap busybox:busybox-static \
             hyperfine:hyperfine jq:jq docker-registry:docker-registry htpasswd:apache2-utils curl:curl openssl:openssl \
-            git:git zstd:zstd bzip2:bzip2 xz:xz-utils; do
+            git:git zstd:zstd bzip2:bzip2 xz:xz-utils nginx:nginx-light; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -398,10 +398,33 @@ fn push_compresses_uncompressed_layers() {
     );
     let repo_digests = local.ok(&["inspect", "--format", "{{json .RepoDigests}}", &reference]);
     assert!(repo_digests.contains(&digest), "{repo_digests}");
-    // Compression is deterministic: pushing again finds every blob there.
+    // The compressed layer was kept in the store, verified by its name.
+    let gzip_layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        local.blob_names().contains(&gzip_layer),
+        "{gzip_layer} kept: {:?}",
+        local.blob_names()
+    );
+    local.assert_blobs_verified();
+    // Pushing again finds every blob there.
     let again = local.ok(&["push", &reference]);
     assert!(!again.contains(": Pushed"), "{again}");
     assert_eq!(digest_line(&again, "v1: digest: "), digest);
+    // To another repository: the kept blob is sent as it is, the same manifest results.
+    let elsewhere = format!("{}/strata/gzipped-copy:v1", registry.host());
+    let copied = local.ok(&["push", &reference, &elsewhere]);
+    assert_eq!(digest_line(&copied, "v1: digest: "), digest);
+    // Prune drops the kept blob (no image references it); compressing again gives the same.
+    local.ok(&["system", "prune", "-f"]);
+    assert!(!local.blob_names().contains(&gzip_layer));
+    registry_delete_blob(&registry, "strata/gzipped", &gzip_layer);
+    let recompressed = local.ok(&["push", &reference]);
+    assert!(recompressed.contains(": Pushed"), "{recompressed}");
+    assert_eq!(digest_line(&recompressed, "v1: digest: "), digest);
+    assert!(local.blob_names().contains(&gzip_layer));
     // A pull decompresses and checks the diffIDs: the same image.
     let puller = Strata::new();
     puller.ok(&["pull", &reference]);
@@ -412,6 +435,38 @@ fn push_compresses_uncompressed_layers() {
         id
     );
     puller.assert_blobs_verified();
+    // A repeated pull rewrites no blob (each would be a new file, renamed over the old one).
+    let inodes = |strata: &Strata| -> Vec<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        strata
+            .blob_names()
+            .into_iter()
+            .map(|name| {
+                let path = strata
+                    .root()
+                    .join("blobs/sha256")
+                    .join(name.trim_start_matches("sha256:"));
+                (name, std::fs::metadata(path).unwrap().ino())
+            })
+            .collect()
+    };
+    let before = inodes(&puller);
+    let again = puller.ok(&["pull", &reference]);
+    assert!(again.contains("Image is up to date"), "{again}");
+    assert_eq!(inodes(&puller), before);
+}
+
+/// Deletes a blob from a repository of the test registry (its config enables deletes).
+fn registry_delete_blob(registry: &TestRegistry, repository: &str, digest: &str) {
+    let url = format!("http://{}/v2/{repository}/blobs/{digest}", registry.host());
+    let status = ureq::delete(&url)
+        .call()
+        .map(|r| r.status())
+        .unwrap_or_else(|e| match e {
+            ureq::Error::Status(code, _) => code,
+            other => panic!("DELETE {url}: {other}"),
+        });
+    assert_eq!(status, 202, "DELETE {url}");
 }
 
 /// Writes `registries.json` under a fresh XDG_CONFIG_HOME, returned.
@@ -874,6 +929,20 @@ fn serve_connection(
             .and_then(|l| l.parse::<u64>().ok())
         {
             (&mut reader).take(length).read_to_end(&mut request.body)?;
+        } else if request.header("transfer-encoding") == Some("chunked") {
+            // A streamed body: `<hex size>\r\n<data>\r\n` ... `0\r\n\r\n`.
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size)?;
+                let size = usize::from_str_radix(size.trim(), 16)
+                    .map_err(|e| std::io::Error::other(format!("chunk size: {e}")))?;
+                let mut data = vec![0u8; size + 2];
+                reader.read_exact(&mut data)?;
+                if size == 0 {
+                    break;
+                }
+                request.body.extend_from_slice(&data[..size]);
+            }
         }
         let history = served.lock().unwrap().clone();
         let answer = handler(&request, &history);
@@ -972,6 +1041,27 @@ fn corrupt_blob_is_refused_and_nothing_is_stored() {
         .collect();
     assert!(ingest.is_empty(), "no partial files left");
     assert_eq!(strata.ok(&["images", "-q"]).trim(), "");
+    // Straight into an OCI layout (no store on the way): refused too, nothing left in blobs/.
+    let layout = tempfile::tempdir().unwrap();
+    let dir = layout.path().join("oci");
+    let stderr = strata.fails(&[
+        "copy",
+        &format!("docker://{host}/fake/corrupt:t"),
+        &format!("oci:{}:t", dir.display()),
+    ]);
+    assert!(stderr.contains("digest"), "{stderr}");
+    let (_, _, layer) = tiny_image();
+    let layer_hex = sha256(&layer)[7..].to_string();
+    let mut left: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    left.retain(|name| name == &layer_hex || name.starts_with(".ingest-"));
+    assert!(left.is_empty(), "no corrupt or partial blob: {left:?}");
+    assert!(!dir.join("index.json").exists(), "no image in the layout");
 }
 
 #[test]
@@ -1191,6 +1281,97 @@ fn chunked_upload_when_the_registry_demands_it() {
 }
 
 #[test]
+fn a_compressed_layer_upload_that_fails_starts_over() {
+    let local = Strata::new();
+    if !client_commands(&local) {
+        return;
+    }
+    // A registry whose first streamed PATCH fails with 503: the layer is compressed and sent
+    // again in a new session, and what is stored must match the digest the client names.
+    let uploads: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>> = Arc::default();
+    let stored: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>> = Arc::default();
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (uploads_seen, stored_seen) = (uploads.clone(), stored.clone());
+    let (host, log) = fake_registry(move |request, _| {
+        let path = request.path.as_str();
+        match request.method.as_str() {
+            "GET" if path == "/v2/" => reply(200, &[], b"{}".to_vec()),
+            "HEAD" => reply(404, &[], Vec::new()),
+            "POST" => {
+                let mut uploads = uploads_seen.lock().unwrap();
+                let location = format!("/upload/{}", uploads.len());
+                uploads.insert(location.clone(), Vec::new());
+                reply(202, &[("Location", &location)], Vec::new())
+            }
+            "PATCH" => {
+                if !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return reply(503, &[], Vec::new());
+                }
+                let mut uploads = uploads_seen.lock().unwrap();
+                let data = uploads.get_mut(path).unwrap();
+                data.extend_from_slice(&request.body);
+                let range = format!("0-{}", data.len() - 1);
+                reply(202, &[("Location", path), ("Range", &range)], Vec::new())
+            }
+            "PUT" if path.starts_with("/upload/") => {
+                let (location, query) = path.split_once('?').unwrap();
+                let digest = query.strip_prefix("digest=").unwrap().replace("%3A", ":");
+                let data = uploads_seen.lock().unwrap().remove(location).unwrap();
+                let data = if data.is_empty() {
+                    request.body.clone()
+                } else {
+                    data
+                };
+                if sha256(&data) != digest {
+                    return reply(
+                        400,
+                        &[],
+                        br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#.to_vec(),
+                    );
+                }
+                stored_seen.lock().unwrap().insert(digest, data);
+                reply(201, &[], Vec::new())
+            }
+            "PUT" => reply(
+                201,
+                &[("Docker-Content-Digest", &sha256(&request.body))],
+                Vec::new(),
+            ),
+            _ => reply(404, &[], Vec::new()),
+        }
+    });
+    let reference = format!("{host}/fake/streamed:v1");
+    if import_image(&local, &reference, "CMD [\"sh\"]").is_none() {
+        return;
+    }
+    let pushed = local.ok(&["push", &reference]);
+    assert!(pushed.contains(": Pushed"), "{pushed}");
+    let log = log.lock().unwrap().clone();
+    let patches = log.iter().filter(|l| l.starts_with("PATCH ")).count();
+    assert_eq!(
+        patches, 2,
+        "the failed PATCH was followed by one more: {log:?}"
+    );
+    // The stored layer, found by its diffID in the config, uncompresses to exactly it.
+    let stored = stored.lock().unwrap();
+    let config: Value = stored
+        .values()
+        .find_map(|b| serde_json::from_slice::<Value>(b).ok())
+        .expect("the config was uploaded");
+    let diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap();
+    let layer = stored
+        .values()
+        .find(|b| b.starts_with(&[0x1f, 0x8b]))
+        .expect("a gzip layer was uploaded");
+    let mut tar = Vec::new();
+    strata_layer::decompress(strata_layer::Compression::Gzip, &layer[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(sha256(&tar), diff_id);
+}
+
+#[test]
 fn index_pull_chooses_the_platform() {
     let strata = Strata::new();
     let (host, log) = fake_registry(image_handler(|_, layer, _| reply(200, &[], layer.to_vec())));
@@ -1342,4 +1523,150 @@ fn an_index_is_copied_and_pushed_as_an_index() {
     let pulled = puller.ok(&["pull", "--platform", "linux/amd64", &reference]);
     assert_eq!(digest_line(&pulled, "Digest: "), sha256(&index));
     assert_eq!(stored_target(&puller, &reference), sha256(&index));
+}
+
+/// nginx terminating TLS in front of a registry, as registries are often deployed: one port
+/// offers HTTP/2 by ALPN (`listen ... ssl http2`), the other HTTP/1.1 only. Each request is
+/// logged with the protocol it came in over.
+struct TlsProxy {
+    dir: tempfile::TempDir,
+    child: Child,
+    h2_port: u16,
+    http1_port: u16,
+}
+
+impl TlsProxy {
+    fn start(upstream: &str, server_name: &str) -> Option<TlsProxy> {
+        if !have("nginx", &["-v"]) || !have("openssl", &["version"]) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("strata-nginx-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        run_tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={server_name}"),
+                "-keyout",
+                path.join("key.pem").to_str().unwrap(),
+                "-out",
+                path.join("cert.pem").to_str().unwrap(),
+            ],
+        );
+        let (h2_port, http1_port) = (free_port(), free_port());
+        let server = |port: u16, http2: &str, log: &str| {
+            format!(
+                "server {{ listen 127.0.0.1:{port} ssl{http2}; server_name {server_name};
+  ssl_certificate cert.pem; ssl_certificate_key key.pem;
+  access_log {log}.log protocols; client_max_body_size 0; proxy_request_buffering off;
+  location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1;
+    proxy_set_header Host $host:$server_port; proxy_set_header X-Forwarded-Proto https; }} }}\n"
+            )
+        };
+        let config = format!(
+            "daemon off; user root; worker_processes 1; pid nginx.pid; error_log error.log;
+events {{ worker_connections 64; }}
+http {{ log_format protocols '$server_protocol $request_method $uri $status';
+  client_body_temp_path body; proxy_temp_path proxy;
+  {}  {}}}\n",
+            server(h2_port, " http2", "h2"),
+            server(http1_port, "", "http1"),
+        );
+        std::fs::write(path.join("nginx.conf"), config).unwrap();
+        let prefix = format!("{}/", path.display());
+        let child = Command::new("nginx")
+            .args(["-p", &prefix, "-c", "nginx.conf"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", h2_port)).is_err()
+            || TcpStream::connect(("127.0.0.1", http1_port)).is_err()
+        {
+            let log = std::fs::read_to_string(path.join("error.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "nginx did not start: {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(TlsProxy {
+            dir,
+            child,
+            h2_port,
+            http1_port,
+        })
+    }
+
+    /// The protocols of the requests logged for the `h2` or `http1` server.
+    fn protocols(&self, server: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join(format!("{server}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http2_is_negotiated_by_alpn_and_http1_is_the_fallback() {
+    let local = Strata::new();
+    if !client_commands(&local) {
+        return;
+    }
+    let Some(alias) = loopback_alias() else {
+        eprintln!("skipping: no non-localhost name for 127.0.0.1 in /etc/hosts");
+        return;
+    };
+    let Some(registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let Some(proxy) = TlsProxy::start(&registry.host(), alias) else {
+        return;
+    };
+    let source = format!("{}/strata/proto:v1", registry.host());
+    let Some(id) = import_image(&local, &source, "CMD [\"sh\"]") else {
+        return;
+    };
+    for (port, server, protocol) in [
+        (proxy.h2_port, "h2", "HTTP/2.0"),
+        (proxy.http1_port, "http1", "HTTP/1.1"),
+    ] {
+        // A self-signed certificate: verification off, which still speaks TLS first.
+        let reference = format!("{alias}:{port}/strata/{server}:v1");
+        local.ok(&["tag", &source, &reference]);
+        let pushed = local.ok(&["push", "--tls-verify=false", &reference]);
+        assert!(pushed.contains(": Pushed"), "{pushed}");
+        let puller = Strata::new();
+        puller.ok(&["pull", "--tls-verify=false", &reference]);
+        assert_eq!(
+            puller
+                .ok(&["inspect", "--format", "{{.Id}}", &reference])
+                .trim(),
+            id
+        );
+        puller.assert_blobs_verified();
+        let protocols = proxy.protocols(server);
+        // /v2/, blob HEADs and the upload session (POST, streamed PATCH, PUT), manifests, GETs.
+        assert!(protocols.len() >= 8, "{server}: {protocols:?}");
+        assert!(
+            protocols.iter().all(|p| p == protocol),
+            "every request over {protocol}: {protocols:?}"
+        );
+    }
 }

@@ -797,14 +797,15 @@ impl Registry {
                         ))));
                     }
                     // Buffered writes into the page cache; the fsync happens at commit.
-                    writer.write_all(&chunk).map_err(|e| {
+                    let len = chunk.len() as u64;
+                    writer.write_chunk(chunk).map_err(|e| {
                         StreamError::Fatal(ClientError::io(
                             format!("writing blob {}", blob.digest),
                             e,
                         ))
                     })?;
                     if let Some(p) = progress {
-                        p.0.advanced(&blob.digest, chunk.len() as u64);
+                        p.0.advanced(&blob.digest, len);
                     }
                 }
                 Ok(None) => {
@@ -920,6 +921,115 @@ impl Registry {
             }
         }
         Ok(BlobPush::Uploaded)
+    }
+
+    /// Starts an upload session in `repository` (`POST .../blobs/uploads/`): its location.
+    pub(crate) async fn start_upload(&self, repository: &str) -> Result<String> {
+        let path = format!("/v2/{repository}/blobs/uploads/");
+        let scope = repository_scope(repository, "pull,push");
+        let response = self
+            .send(
+                Method::POST,
+                &path,
+                &[],
+                |r| r.header(header::CONTENT_LENGTH, "0"),
+                &scope,
+            )
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self
+                .unexpected(Method::POST, &path, response, repository)
+                .await);
+        }
+        self.location(&response, &path)
+    }
+
+    /// Sends the whole content of an upload session in one streamed `PATCH` (Docker's push
+    /// flow: the digest of content produced while it is sent is known only at the end, and goes
+    /// in [`Registry::finish_upload`]). One attempt: a stream cannot be replayed, so the
+    /// caller starts over with a new session. Returns the session's next location and the
+    /// byte count the registry says it holds, when it says.
+    pub(crate) async fn patch_stream(
+        &self,
+        repository: &str,
+        location: &str,
+        body: reqwest::Body,
+    ) -> Result<(String, Option<u64>)> {
+        let scope = repository_scope(repository, "pull,push");
+        let request = self.authorize(
+            self.inner
+                .http
+                .request(Method::PATCH, self.url(location))
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(body),
+            &scope,
+        );
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(match self.classify_send_error(e) {
+                    Attempt::Fail(e) => e,
+                    Attempt::Retry(message, _) => ClientError::Connection {
+                        registry: self.inner.domain.clone(),
+                        message: format!("PATCH {location}: {message}"),
+                    },
+                });
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            // Worth another attempt, in a new session (the caller's retry).
+            return Err(ClientError::Connection {
+                registry: self.inner.domain.clone(),
+                message: format!("PATCH {location}: HTTP {status}"),
+            });
+        }
+        if status != StatusCode::ACCEPTED {
+            return Err(self
+                .unexpected(Method::PATCH, location, response, repository)
+                .await);
+        }
+        // `Range: 0-<last byte>`: what the registry received.
+        let received = response
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("0-"))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|last| last + 1);
+        Ok((self.location(&response, location)?, received))
+    }
+
+    /// Closes an upload session with the digest of what was sent (`PUT ...?digest=`): the
+    /// registry checks it before the blob exists.
+    pub(crate) async fn finish_upload(
+        &self,
+        repository: &str,
+        location: &str,
+        blob: &BlobRef,
+    ) -> Result<()> {
+        let scope = repository_scope(repository, "pull,push");
+        let url = with_digest(location, &blob.digest);
+        let response = self
+            .send(
+                Method::PUT,
+                &url,
+                &[],
+                |r| r.header(header::CONTENT_LENGTH, "0"),
+                &scope,
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(self
+                .unexpected(
+                    Method::PUT,
+                    location,
+                    response,
+                    &format!("{repository}@{}", blob.digest),
+                )
+                .await);
+        }
+        Ok(())
     }
 
     fn location(&self, response: &Response, path: &str) -> Result<String> {
@@ -1109,6 +1219,11 @@ impl Registry {
 /// Where a download streams: digested and counted as written.
 pub(crate) trait BlobSink: Write + Send {
     fn bytes_written(&self) -> u64;
+
+    /// Writes one chunk of the HTTP body (a sink may keep it without copying).
+    fn write_chunk(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
+        self.write_all(&chunk)
+    }
 }
 
 impl BlobSink for strata_store::BlobWriter {

@@ -33,7 +33,9 @@ fn io_error(path: &Path, e: io::Error) -> ClientError {
 pub(crate) struct LayoutBlobWriter {
     final_path: PathBuf,
     file: BufWriter<tempfile::NamedTempFile>,
-    digester: Digester,
+    /// The digest is computed on its own thread, off the path that reads the HTTP body and
+    /// writes the file (SHA-256 is the largest CPU cost of a download).
+    digesting: Digesting,
     size: u64,
     /// Bytes written when the last background sync started.
     synced_at: u64,
@@ -44,6 +46,42 @@ pub(crate) struct LayoutBlobWriter {
 
 /// Written bytes between background syncs.
 const SYNC_EVERY: u64 = 32 << 20;
+
+/// Chunks queued for the digest thread (HTTP body chunks: at most a few MiB).
+const DIGEST_QUEUE: usize = 256;
+
+/// A digester on its own thread, fed chunks in order.
+struct Digesting {
+    chunks: std::sync::mpsc::SyncSender<bytes::Bytes>,
+    result: std::thread::JoinHandle<Digest>,
+}
+
+impl Digesting {
+    fn start(algorithm: strata_oci::Algorithm) -> Digesting {
+        let (chunks, received) = std::sync::mpsc::sync_channel::<bytes::Bytes>(DIGEST_QUEUE);
+        let result = std::thread::spawn(move || {
+            let mut digester = Digester::new(algorithm);
+            for chunk in received {
+                digester.update(&chunk);
+            }
+            digester.finish()
+        });
+        Digesting { chunks, result }
+    }
+
+    fn update(&self, chunk: bytes::Bytes) -> io::Result<()> {
+        self.chunks
+            .send(chunk)
+            .map_err(|_| io::Error::other("digest thread failed"))
+    }
+
+    fn finish(self) -> io::Result<Digest> {
+        drop(self.chunks);
+        self.result
+            .join()
+            .map_err(|_| io::Error::other("digest thread failed"))
+    }
+}
 
 impl LayoutBlobWriter {
     pub(crate) fn new(dir: &Path, digest: &Digest) -> Result<LayoutBlobWriter> {
@@ -59,7 +97,7 @@ impl LayoutBlobWriter {
         Ok(LayoutBlobWriter {
             final_path,
             file: BufWriter::with_capacity(WRITE_BUFFER, temp),
-            digester: Digester::new(digest.algorithm()),
+            digesting: Digesting::start(digest.algorithm()),
             size: 0,
             synced_at: 0,
             syncing: None,
@@ -84,7 +122,10 @@ impl LayoutBlobWriter {
 
     /// Checks the digest, fsyncs and renames into place.
     pub(crate) fn commit(self, expected: &Digest, registry: &str) -> Result<()> {
-        let actual = self.digester.finish();
+        let actual = self
+            .digesting
+            .finish()
+            .map_err(|e| io_error(&self.final_path, e))?;
         if actual != *expected {
             return Err(ClientError::DigestMismatch {
                 registry: registry.to_string(),
@@ -110,14 +151,22 @@ impl LayoutBlobWriter {
     }
 }
 
-impl Write for LayoutBlobWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.digester.update(&buf[..n]);
+impl LayoutBlobWriter {
+    fn written(&mut self, n: usize) -> io::Result<()> {
         self.size += n as u64;
         if self.size - self.synced_at >= SYNC_EVERY {
             self.sync_in_background()?;
         }
+        Ok(())
+    }
+}
+
+impl Write for LayoutBlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.digesting
+            .update(bytes::Bytes::copy_from_slice(&buf[..n]))?;
+        self.written(n)?;
         Ok(n)
     }
 
@@ -129,6 +178,13 @@ impl Write for LayoutBlobWriter {
 impl BlobSink for LayoutBlobWriter {
     fn bytes_written(&self) -> u64 {
         self.size
+    }
+
+    fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        self.file.write_all(&chunk)?;
+        let n = chunk.len();
+        self.digesting.update(chunk)?;
+        self.written(n)
     }
 }
 

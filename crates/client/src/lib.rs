@@ -11,6 +11,7 @@ pub mod config;
 pub mod copy;
 pub mod credentials;
 mod error;
+mod gzip;
 pub mod http;
 mod layout;
 pub mod location;

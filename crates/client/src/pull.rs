@@ -191,9 +191,15 @@ async fn pull_locked(
     if let Some(e) = failure {
         return Err(e);
     }
-    // Small documents last, so a visible manifest never precedes its layers.
-    for bytes in [&config_bytes, &manifest_doc.bytes, &target.bytes] {
-        let ingested = store.ingest_bytes(bytes)?;
+    // Small documents last, so a visible manifest never precedes its layers. Each was verified
+    // against its digest when fetched; one already stored is not written again (a repeated
+    // pull then writes nothing).
+    for (bytes, digest) in [
+        (&config_bytes, &manifest.config.digest),
+        (&manifest_doc.bytes, &manifest_doc.digest),
+        (&target.bytes, &target.digest),
+    ] {
+        let ingested = store.ingest(&bytes[..], Some(digest))?;
         if ingested.created {
             added.push(ingested.digest);
         }

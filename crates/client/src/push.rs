@@ -1,15 +1,16 @@
 //! `push`: a stored image to a registry, byte for byte, so its digests stay the same.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use strata_image::document::{Document, MAX_MANIFEST_BYTES, StoredImage, parse_document};
 use strata_oci::{Digest, Digester, Reference, media_types};
-use strata_store::{BlobRef, Store};
-use tokio::sync::Semaphore;
+use strata_store::{BlobRef, Catalog, Store};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::gzip;
 use crate::http::{BlobPush, Registry};
 use crate::record::{add_repo_digest, stored_manifest};
 use crate::{ClientError, Result};
@@ -87,6 +88,9 @@ pub async fn push(
     source: &str,
     destination: &Reference,
 ) -> Result<Pushed> {
+    // Shared with other writers: prune (exclusive) must not remove the compressed blobs this
+    // push keeps while they are written.
+    let _lock = store.lock_content_shared()?;
     let catalog = store.catalog()?;
     let image = StoredImage::resolve(store, &catalog, source)?;
     let repository = destination.path().to_string();
@@ -98,11 +102,11 @@ pub async fn push(
     });
     let (uploads, mut top) = plan(store, &image)?;
     let upload_permits = Arc::new(Semaphore::new(registry.options().parallel.max(1)));
-    // One layer compresses at a time, on every core (see parallel_gzip).
+    // One layer compresses at a time, on every core (see gzip::parallel_gzip).
     let cpu_permits = Arc::new(Semaphore::new(1));
     // Uncompressed layers (from import, load, build) go out gzip-compressed, in a rewritten
     // manifest, when a single manifest is pushed (an index's children keep their digests).
-    // Each layer is uploaded as soon as it is compressed, the largest first.
+    // Each layer is uploaded while it is compressed, the largest first.
     let compress = registry.options().compress_layers
         && uploads.len() == 1
         && uploads[0].descriptor.digest == top.digest
@@ -114,6 +118,8 @@ pub async fn push(
     let mut replaced: HashMap<Digest, BlobRef> = HashMap::new();
     let mut pushed_blobs: Vec<(Digest, BlobPush)> = Vec::new();
     let mut started: Vec<Digest> = Vec::new();
+    // (diffID, gzip blob) compressed by this push and kept in the store.
+    let mut newly_kept: Vec<(Digest, BlobRef)> = Vec::new();
     for upload in &uploads {
         let mut transfers = JoinSet::new();
         let mut blobs = upload.blobs.clone();
@@ -131,34 +137,34 @@ pub async fn push(
             );
             let (upload_permits, cpu_permits) = (upload_permits.clone(), cpu_permits.clone());
             let compress = compress && is_uncompressed_layer(&blob.media_type);
+            // A gzip form of the layer kept by an earlier push (or pulled): nothing to compress.
+            let cached = compress
+                .then(|| cached_gzip(&store, &catalog, &blob))
+                .flatten();
             transfers.spawn(async move {
-                let (sent, path, temp) = if compress {
-                    let _cpu = cpu_permits.acquire_owned().await;
-                    let (store, original) = (store.clone(), blob.clone());
-                    let (new, file) =
-                        tokio::task::spawn_blocking(move || compress_one(&store, &original))
-                            .await
-                            .map_err(|e| {
-                                ClientError::Invalid(format!("compression task failed: {e}"))
-                            })??;
-                    let path = file.path().to_path_buf();
-                    (new, path, Some(file))
-                } else {
-                    let path = store.blob_path(&blob.digest);
-                    (blob.clone(), path, None)
-                };
+                if compress && cached.is_none() {
+                    let _permit = upload_permits.acquire_owned().await;
+                    let (sent, kept) =
+                        push_compressing(&registry, &store, &repository, &blob, cpu_permits)
+                            .await?;
+                    return Ok((blob.digest, sent, BlobPush::Uploaded, kept));
+                }
+                let sent = cached.unwrap_or_else(|| blob.clone());
                 let _permit = upload_permits.acquire_owned().await;
+                let path = store.blob_path(&sent.digest);
                 let done = registry
                     .push_blob(&repository, &sent, &path, mount_from.as_deref())
                     .await?;
-                drop(temp);
-                Ok::<_, ClientError>((blob.digest, sent, done))
+                Ok::<_, ClientError>((blob.digest, sent, done, None))
             });
         }
         while let Some(joined) = transfers.join_next().await {
-            let (original, sent, done) =
+            let (original, sent, done, kept) =
                 joined.map_err(|e| ClientError::Invalid(format!("upload task failed: {e}")))??;
             pushed_blobs.push((sent.digest.clone(), done));
+            if let Some(kept) = kept {
+                newly_kept.push((original.clone(), kept));
+            }
             if sent.digest != original {
                 replaced.insert(original, sent);
             }
@@ -208,6 +214,7 @@ pub async fn push(
         store,
         &image.record.target.digest,
         format!("{}@{}", destination.name(), top.digest),
+        &newly_kept,
     )?;
     Ok(Pushed {
         digest: top.digest.clone(),
@@ -216,9 +223,6 @@ pub async fn push(
         mounted_from: mount_from,
     })
 }
-
-/// Read and write buffer of the layer compressor.
-const COMPRESS_BUFFER: usize = 1 << 20;
 
 fn is_uncompressed_layer(media_type: &str) -> bool {
     media_type == media_types::OCI_LAYER || media_type == media_types::DOCKER_LAYER
@@ -232,188 +236,259 @@ fn gzip_media_type(media_type: &str) -> &'static str {
     }
 }
 
-/// Digests and counts what goes through it.
-struct HashingWriter<W> {
-    inner: W,
-    digester: Digester,
-    size: u64,
+/// A stored gzip blob of the uncompressed layer `layer` (its diffID is its digest), as the
+/// catalog records it: kept by an earlier push, or pulled.
+fn cached_gzip(store: &Store, catalog: &Catalog, layer: &BlobRef) -> Option<BlobRef> {
+    let gzip = catalog.layers.get(&layer.digest)?.blobs.iter().find(|b| {
+        matches!(
+            strata_layer::Compression::from_media_type(&b.media_type),
+            Ok(strata_layer::Compression::Gzip)
+        ) && store.has_blob(&b.digest)
+    })?;
+    Some(BlobRef {
+        media_type: gzip_media_type(&layer.media_type).to_string(),
+        digest: gzip.digest.clone(),
+        size: gzip.size,
+    })
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+/// Pushes the stored uncompressed layer `layer` gzip-compressed. Returns what was sent and, when
+/// the compressed blob was also kept in the store, its descriptor.
+async fn push_compressing(
+    registry: &Registry,
+    store: &Store,
+    repository: &str,
+    layer: &BlobRef,
+    cpu_permits: Arc<Semaphore>,
+) -> Result<(BlobRef, Option<BlobRef>)> {
+    let progress = registry.options().progress.clone();
+    let attempts = registry.options().attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some(p) = &progress {
+            if attempt == 1 {
+                p.0.started(&layer.digest, layer.size);
+            } else {
+                p.0.restarted(&layer.digest);
+            }
+        }
+        let cpu = cpu_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ClientError::Invalid(format!("compression slots: {e}")))?;
+        let result = compress_while_uploading(registry, store, repository, layer, cpu).await;
+        match result {
+            Err(ClientError::Connection { message, .. }) if attempt < attempts => {
+                let delay = registry.options().backoff * 2u32.pow((attempt - 1).min(6));
+                tracing::info!(
+                    "uploading layer {} compressed: {message}; starting over in {delay:?}",
+                    layer.digest
+                );
+                tokio::time::sleep(delay).await;
+            }
+            // The registry wants the content in chunks: compress into a file first.
+            Err(ClientError::Registry { status: 413, .. }) => {
+                let cpu = cpu_permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| ClientError::Invalid(format!("compression slots: {e}")))?;
+                let (store_for_task, original) = (store.clone(), layer.clone());
+                let (sent, file) = tokio::task::spawn_blocking(move || {
+                    let compressed = compress_to_file(&store_for_task, &original);
+                    drop(cpu);
+                    compressed
+                })
+                .await
+                .map_err(|e| ClientError::Invalid(format!("compression task failed: {e}")))??;
+                registry
+                    .push_blob(repository, &sent, file.path(), None)
+                    .await?;
+                return Ok((sent, None));
+            }
+            result => {
+                if let Some(p) = &progress {
+                    p.0.finished(&layer.digest);
+                }
+                return result;
+            }
+        }
     }
 }
 
-/// Compresses (gzip, fastest level) a stored layer into a temporary file, digesting the
-/// output as it is written.
-fn compress_one(store: &Store, blob: &BlobRef) -> Result<(BlobRef, tempfile::NamedTempFile)> {
-    let what = || format!("compressing layer {}", blob.digest);
-    let input = store.open_blob(&blob.digest)?;
+/// One attempt of [`push_compressing`]: an upload session whose content is streamed as the
+/// layer is compressed (no temporary file), the compressed blob kept in the store on the way.
+/// `cpu` is released as soon as the compression is done.
+async fn compress_while_uploading(
+    registry: &Registry,
+    store: &Store,
+    repository: &str,
+    layer: &BlobRef,
+    cpu: OwnedSemaphorePermit,
+) -> Result<(BlobRef, Option<BlobRef>)> {
+    // A few members in flight: enough to keep the connection busy while the next compresses.
+    // Compression starts at once; the session is opened meanwhile.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let producer = {
+        let (store, layer) = (store.clone(), layer.clone());
+        let progress = registry.options().progress.clone();
+        tokio::task::spawn_blocking(move || {
+            let compressed = compress_into_channel(&store, &layer, &tx, progress);
+            if let Err(e) = &compressed {
+                // Abort the request rather than let it end as if the content were complete.
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+            // The request body ends and the next layer may compress while this one is synced.
+            drop(tx);
+            drop(cpu);
+            compressed.and_then(|(media_type, sink)| sink.finish(media_type))
+        })
+    };
+    let patched = match registry.start_upload(repository).await {
+        Ok(location) => {
+            let body =
+                reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                }));
+            registry.patch_stream(repository, &location, body).await
+        }
+        Err(e) => {
+            // Closing the queue stops the compression (it is awaited below).
+            drop(rx);
+            Err(e)
+        }
+    };
+    let produced = producer
+        .await
+        .map_err(|e| ClientError::Invalid(format!("compression task failed: {e}")))?;
+    let (sent, kept) = match (produced, patched) {
+        // The upload failed first: the compressor only saw its queue close.
+        (Err(ClientError::Io { source, .. }), Err(e))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Err(e);
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        (Ok(produced), Ok((next, received))) => {
+            if let Some(received) = received
+                && received != produced.0.size
+            {
+                return Err(ClientError::Invalid(format!(
+                    "registry {}: upload of layer {} compressed: it received {received} of {} bytes",
+                    registry.domain(),
+                    layer.digest,
+                    produced.0.size
+                )));
+            }
+            registry
+                .finish_upload(repository, &next, &produced.0)
+                .await?;
+            produced
+        }
+    };
+    Ok((sent, kept))
+}
+
+/// Where compressed bytes are digested: the store's blob writer (which keeps them) or, when
+/// the store cannot take them, a digester alone.
+enum CompressedSink {
+    Store(strata_store::BlobWriter),
+    Digest(Digester, u64),
+}
+
+impl CompressedSink {
+    /// The compressed blob and, if the store kept it (synced and in place now), the same.
+    fn finish(self, media_type: String) -> Result<(BlobRef, Option<BlobRef>)> {
+        Ok(match self {
+            CompressedSink::Store(writer) => {
+                let stored = writer.commit(None)?;
+                let blob = BlobRef {
+                    media_type,
+                    digest: stored.digest,
+                    size: stored.size,
+                };
+                (blob.clone(), Some(blob))
+            }
+            CompressedSink::Digest(digester, size) => (
+                BlobRef {
+                    media_type,
+                    digest: digester.finish(),
+                    size,
+                },
+                None,
+            ),
+        })
+    }
+}
+
+/// Compresses the stored layer into `tx`, member by member, digesting it and writing it into
+/// the store as well. Returns the compressed blob's media type and where it was digested.
+fn compress_into_channel(
+    store: &Store,
+    layer: &BlobRef,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    progress: Option<crate::Progress>,
+) -> Result<(String, CompressedSink)> {
+    let what = || format!("compressing layer {}", layer.digest);
+    let input = store.open_blob(&layer.digest)?;
+    let mut sink = match store.blob_writer(strata_oci::Algorithm::Sha256) {
+        Ok(writer) => CompressedSink::Store(writer),
+        Err(e) => {
+            tracing::warn!("not keeping the compressed layer {}: {e}", layer.digest);
+            CompressedSink::Digest(Digester::new(strata_oci::Algorithm::Sha256), 0)
+        }
+    };
+    gzip::parallel_gzip(input, compression_threads(), |member, input_len| {
+        match &mut sink {
+            CompressedSink::Store(writer) => writer.write_all(&member)?,
+            CompressedSink::Digest(digester, size) => {
+                digester.update(&member);
+                *size += member.len() as u64;
+            }
+        }
+        if let Some(p) = &progress {
+            p.0.advanced(&layer.digest, input_len as u64);
+        }
+        tx.blocking_send(Ok(bytes::Bytes::from(member)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    })
+    .map_err(|e| ClientError::io(what(), e))?;
+    Ok((gzip_media_type(&layer.media_type).to_string(), sink))
+}
+
+fn compression_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Compresses a stored layer into a temporary file (for registries that take uploads only in
+/// chunks, which need the size and digest first).
+fn compress_to_file(store: &Store, layer: &BlobRef) -> Result<(BlobRef, tempfile::NamedTempFile)> {
+    let what = || format!("compressing layer {}", layer.digest);
+    let input = store.open_blob(&layer.digest)?;
     let file = tempfile::Builder::new()
         .prefix("strata-push-")
         .tempfile()
         .map_err(|e| ClientError::io(what(), e))?;
-    let mut output = HashingWriter {
-        inner: BufWriter::with_capacity(COMPRESS_BUFFER, file),
-        digester: Digester::new(strata_oci::Algorithm::Sha256),
-        size: 0,
-    };
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    parallel_gzip(input, &mut output, threads).map_err(|e| ClientError::io(what(), e))?;
-    output.flush().map_err(|e| ClientError::io(what(), e))?;
+    let mut output = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut digester = Digester::new(strata_oci::Algorithm::Sha256);
+    let mut size = 0u64;
+    gzip::parallel_gzip(input, compression_threads(), |member, _| {
+        digester.update(&member);
+        size += member.len() as u64;
+        output.write_all(&member)
+    })
+    .map_err(|e| ClientError::io(what(), e))?;
     let file = output
-        .inner
         .into_inner()
         .map_err(|e| ClientError::io(what(), e.into_error()))?;
-    let new = BlobRef {
-        media_type: gzip_media_type(&blob.media_type).to_string(),
-        digest: output.digester.finish(),
-        size: output.size,
+    let blob = BlobRef {
+        media_type: gzip_media_type(&layer.media_type).to_string(),
+        digest: digester.finish(),
+        size,
     };
-    Ok((new, file))
-}
-
-/// Input per independently compressed piece of [`parallel_gzip`].
-const GZIP_CHUNK: usize = 4 << 20;
-
-/// Gzip (fastest level) of everything `input` holds into `output`, as one standard gzip member,
-/// compressed on `threads` threads the way pigz does: the input is cut into fixed 4 MiB pieces,
-/// each deflated on its own and ended with a sync flush (the last one with the final block), and
-/// the pieces are concatenated in order. The output depends only on the input.
-fn parallel_gzip(
-    input: impl std::io::Read + Send,
-    output: &mut impl Write,
-    threads: usize,
-) -> std::io::Result<()> {
-    use std::collections::BTreeMap;
-    use std::sync::mpsc;
-    type Piece = (usize, std::io::Result<(flate2::Crc, Vec<u8>)>);
-
-    // Header: deflate, no flags, no mtime, "fastest" extra flags, unknown OS.
-    output.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255])?;
-    let threads = threads.max(1);
-    // reader -> (index, chunk, last) -> workers -> (index, crc, deflated) -> this thread, which
-    // writes the pieces in order. Bounded queues keep at most a few chunks in memory.
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<(usize, Vec<u8>, bool)>(threads);
-    // Shared by the workers, and dropped with the last of them, so the reader stops too.
-    let chunk_rx = Arc::new(std::sync::Mutex::new(chunk_rx));
-    let (piece_tx, piece_rx) = mpsc::sync_channel::<Piece>(threads * 2);
-    let mut crc = flate2::Crc::new();
-    std::thread::scope(|scope| -> std::io::Result<()> {
-        let reader = scope.spawn(move || -> std::io::Result<()> {
-            let mut input = input;
-            let mut current = read_chunk(&mut input)?;
-            let mut index = 0;
-            loop {
-                let next = read_chunk(&mut input)?;
-                let last = next.is_empty();
-                if chunk_tx.send((index, current, last)).is_err() || last {
-                    return Ok(());
-                }
-                current = next;
-                index += 1;
-            }
-        });
-        for _ in 0..threads {
-            let (chunk_rx, piece_tx) = (chunk_rx.clone(), piece_tx.clone());
-            scope.spawn(move || {
-                loop {
-                    let received = chunk_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((index, chunk, last)) = received else {
-                        return;
-                    };
-                    let piece = deflate_piece(&chunk, last).map(|deflated| {
-                        let mut crc = flate2::Crc::new();
-                        crc.update(&chunk);
-                        (crc, deflated)
-                    });
-                    if piece_tx.send((index, piece)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop((piece_tx, chunk_rx));
-        let mut waiting: BTreeMap<usize, (flate2::Crc, Vec<u8>)> = BTreeMap::new();
-        let mut next = 0;
-        let mut result = Ok(());
-        for (index, piece) in piece_rx.iter() {
-            match piece {
-                Ok(piece) => {
-                    waiting.insert(index, piece);
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-            while let Some((piece_crc, deflated)) = waiting.remove(&next) {
-                crc.combine(&piece_crc);
-                if let Err(e) = output.write_all(&deflated) {
-                    result = Err(e);
-                    break;
-                }
-                next += 1;
-            }
-            if result.is_err() {
-                break;
-            }
-        }
-        // On an error, dropping the receiver stops the workers, which stops the reader.
-        drop(piece_rx);
-        let read = reader
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread failed")));
-        result.and(read)
-    })?;
-    output.write_all(&crc.sum().to_le_bytes())?;
-    output.write_all(&crc.amount().to_le_bytes())?;
-    Ok(())
-}
-
-/// Up to [`GZIP_CHUNK`] bytes; empty at the end of the input.
-fn read_chunk(input: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut chunk = Vec::with_capacity(GZIP_CHUNK);
-    input.take(GZIP_CHUNK as u64).read_to_end(&mut chunk)?;
-    Ok(chunk)
-}
-
-/// Raw deflate of one piece: ended with a sync flush (byte-aligned, not final), or with the
-/// final block when `last`.
-fn deflate_piece(piece: &[u8], last: bool) -> std::io::Result<Vec<u8>> {
-    use flate2::{Compress, Compression, FlushCompress, Status};
-    let mut compress = Compress::new(Compression::fast(), false);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(piece.len() / 2 + 4096);
-    loop {
-        if out.capacity() - out.len() < 4096 {
-            out.reserve(out.capacity().max(64 << 10));
-        }
-        let consumed = compress.total_in() as usize;
-        let status = compress
-            .compress_vec(&piece[consumed..], &mut out, flush)
-            .map_err(std::io::Error::other)?;
-        let all_in = compress.total_in() as usize == piece.len();
-        match (last, status) {
-            (true, Status::StreamEnd) => return Ok(out),
-            // A sync flush is complete once the output buffer was not filled.
-            (false, _) if all_in && out.len() < out.capacity() => return Ok(out),
-            _ => {}
-        }
-    }
+    Ok((blob, file))
 }
 
 /// The stored manifest with its compressed layers' descriptors replaced (other fields, their
@@ -445,43 +520,4 @@ fn rewrite_manifest(
         }
     }
     serde_json::to_vec(&manifest).map_err(|e| invalid(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-
-    #[test]
-    fn parallel_gzip_is_one_standard_member() {
-        // Compressible and incompressible parts, several pieces, a short last piece.
-        let mut data = Vec::new();
-        for i in 0..(GZIP_CHUNK * 5 / 2) {
-            data.push(if i % 3 == 0 {
-                (i * 7919 % 251) as u8
-            } else {
-                b'a'
-            });
-        }
-        for threads in [1, 2, 3] {
-            let mut gz = Vec::new();
-            parallel_gzip(&data[..], &mut gz, threads).unwrap();
-            let mut back = Vec::new();
-            // The single-member decoder: no reliance on multi-member support.
-            flate2::read::GzDecoder::new(&gz[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert!(back == data, "{threads} threads");
-            let mut again = Vec::new();
-            parallel_gzip(&data[..], &mut again, threads).unwrap();
-            assert_eq!(gz, again, "deterministic");
-        }
-        let mut empty = Vec::new();
-        parallel_gzip(&b""[..], &mut empty, 2).unwrap();
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&empty[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert!(back.is_empty());
-    }
 }

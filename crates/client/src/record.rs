@@ -153,13 +153,25 @@ fn is_recorded(
         })
 }
 
-/// Adds `repo_digest` to an existing record (after a push).
-pub fn add_repo_digest(store: &Store, key: &Digest, repo_digest: String) -> Result<()> {
+/// Adds `repo_digest` to an existing record (after a push), and records the compressed layers
+/// the push kept in the store, `(diffID, gzip blob)`, so the next push reuses them.
+pub fn add_repo_digest(
+    store: &Store,
+    key: &Digest,
+    repo_digest: String,
+    kept_layers: &[(Digest, BlobRef)],
+) -> Result<()> {
     store.update::<_, ClientError>(|catalog| {
         if let Some(record) = catalog.images.get_mut(key)
             && !record.repo_digests.contains(&repo_digest)
         {
             record.repo_digests.push(repo_digest);
+        }
+        for (diff_id, blob) in kept_layers {
+            let layer = catalog.layers.entry(diff_id.clone()).or_default();
+            if !layer.blobs.iter().any(|b| b.digest == blob.digest) {
+                layer.blobs.push(blob.clone());
+            }
         }
         Ok(())
     })
