@@ -10,6 +10,23 @@ use crate::pattern::clean_absolute;
 use crate::state::StageState;
 use crate::{BuildError, step_error};
 
+/// Adds BuildKit's default `PATH` to a base image's `Env` that has none, as BuildKit does for
+/// every stage (and so for the image it exports).
+pub fn ensure_default_path(config: &mut Map<String, Value>) {
+    if env_pairs(config).iter().any(|(k, _)| k == "PATH") {
+        return;
+    }
+    let entry = config
+        .entry("Env")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !entry.is_array() {
+        *entry = Value::Array(Vec::new());
+    }
+    if let Some(env) = entry.as_array_mut() {
+        env.push(json!(format!("PATH={}", crate::DEFAULT_PATH)));
+    }
+}
+
 /// `KEY=value` entries of a config's `Env` as pairs.
 pub fn env_pairs(config: &Map<String, Value>) -> Vec<(String, String)> {
     config

@@ -255,13 +255,17 @@ pub fn build(
                 ),
             })?;
             if is_base {
-                let env = image
+                let mut env = image
                     .config
                     .value
                     .get("config")
                     .and_then(|c| c.as_object())
                     .map(config::env_pairs)
                     .unwrap_or_default();
+                // As the stage's config gets it (start_stage), so `$PATH` expands to it.
+                if !env.iter().any(|(k, _)| k == "PATH") {
+                    env.push(("PATH".into(), DEFAULT_PATH.into()));
+                }
                 plan_options.image_env.insert(reference.clone(), env);
             }
             images.insert(reference.clone(), image);
@@ -600,12 +604,14 @@ impl Engine<'_> {
                 }
                 let mut key = self.root_key();
                 key.add("image").add(image.record.config.to_string());
+                let mut config = value
+                    .get("config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                config::ensure_default_path(&mut config);
                 Ok(StageState {
-                    config: value
-                        .get("config")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default(),
+                    config,
                     author: value
                         .get("author")
                         .and_then(Value::as_str)

@@ -320,7 +320,15 @@ fn config_and_history_match_buildkit() {
     build_ok(&strata, ctx.path(), &["-t", "cfg", "--label", "extra=yes"]);
     let config = config_of(&strata, "cfg");
     let c = &config["config"];
-    assert_eq!(c["Env"], json!(["A=b", "C=d e"]));
+    // The base has no PATH: BuildKit gives the stage its default one first.
+    assert_eq!(
+        c["Env"],
+        json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "A=b",
+            "C=d e"
+        ])
+    );
     assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hello"]));
     assert_eq!(c["Entrypoint"], json!(["sh"]));
     assert_eq!(c["WorkingDir"], json!("/srv"));
