@@ -365,6 +365,191 @@ fn registry_serve_reads_a_config_file_and_logs_requests() {
     server.stop();
 }
 
+/// A Distribution-style YAML config: the storage section of the thread's backend (the
+/// filesystem under `root`, or the S3 bucket with uploads staged under `root`).
+fn yaml_config(port: u16, root: &Path, extra: &str) -> String {
+    let storage = match s3_storage_config() {
+        Some(s3) => {
+            let s3 = &s3["s3"];
+            format!(
+                "  s3:\n    bucket: {}\n    regionendpoint: {}\n    region: us-east-1\n    \
+                 accesskey: testing\n    secretkey: testing\n    rootdirectory: /{}\n    \
+                 uploaddirectory: {}\n",
+                s3["bucket"].as_str().unwrap(),
+                s3["endpoint"].as_str().unwrap(),
+                s3["prefix"].as_str().unwrap(),
+                root.display()
+            )
+        }
+        None => format!("  filesystem:\n    rootdirectory: {}\n", root.display()),
+    };
+    format!(
+        "version: 0.1\nlog:\n  level: info\n  fields:\n    service: registry\nstorage:\n\
+         {storage}{extra}http:\n  addr: 127.0.0.1:{port}\n  headers:\n    \
+         X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n"
+    )
+}
+
+/// Pushes a one-layer image as `repo:tag`; returns the manifest and its digest.
+fn push_small_image(server: &Server, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+    let config_digest = server.push_blob(repo, b"{}");
+    let layer_digest = server.push_blob(repo, layer);
+    let manifest = image_manifest(
+        &config_digest,
+        2,
+        &[(&layer_digest, layer.len())],
+        json!({}),
+    );
+    let reply = server.push_manifest(repo, tag, OCI_MANIFEST, &manifest);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    (manifest, reply.header("docker-content-digest"))
+}
+
+#[test]
+fn registry_yaml_config_in_distribution_format() {
+    let (dir, root) = temp_root();
+    // As Distribution reads it: delete enabled, settings strata ignores are warned about.
+    let port = free_port();
+    let config = dir.path().join("config.yml");
+    let extra = "  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n";
+    std::fs::write(&config, yaml_config(port, &root, extra)).unwrap();
+    let server = Server::launch(&root, port, &["--config", config.to_str().unwrap()]);
+    let log = server.log_text();
+    for ignored in ["health", "log.fields", "storage.cache", "http.headers"] {
+        assert!(
+            log.contains(&format!("config: {ignored}: a Distribution setting")),
+            "{log}"
+        );
+    }
+    let (manifest, digest) = push_small_image(&server, "yaml/app", "v1", b"layer");
+    assert_eq!(server.get("/v2/yaml/app/manifests/v1").body, manifest);
+    let deleted = server.call(
+        "DELETE",
+        &format!("/v2/yaml/app/manifests/{digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(deleted.status, 202, "{}", deleted.text());
+    server.stop();
+
+    // Without `storage.delete`, Distribution refuses deletes: so does strata.
+    let port = free_port();
+    std::fs::write(&config, yaml_config(port, &root, "")).unwrap();
+    let server = Server::launch(&root, port, &["--config", config.to_str().unwrap()]);
+    let (_, digest) = push_small_image(&server, "yaml/app", "v2", b"layer two");
+    let layer = sha256(b"layer two");
+    for path in [
+        format!("/v2/yaml/app/manifests/{digest}"),
+        "/v2/yaml/app/manifests/v2".to_owned(),
+        format!("/v2/yaml/app/blobs/{layer}"),
+    ] {
+        let refused = server.call("DELETE", &path, &[], None);
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (405, "UNSUPPORTED"),
+            "{path}"
+        );
+    }
+    assert_eq!(server.get("/v2/yaml/app/manifests/v2").status, 200);
+    // An upload can still be cancelled.
+    let location = server
+        .call("POST", "/v2/yaml/app/blobs/uploads/", &[], None)
+        .header("location");
+    assert_eq!(server.call("DELETE", &location, &[], None).status, 204);
+    server.stop();
+
+    // A misspelt key is an error naming it, before anything listens.
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        yaml_config(free_port(), &root, "").replace("rootdirectory", "rootdir"),
+    )
+    .unwrap();
+    let std::process::Output { status, stderr, .. } = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["registry", "serve", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("bad.yml") && stderr.contains("unknown field `rootdir`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn registry_read_only_mode_serves_pulls_and_refuses_writes() {
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    let (manifest, digest) = push_small_image(&server, "ro/app", "v1", b"read-only layer");
+    let pending = server
+        .call("POST", "/v2/ro/app/blobs/uploads/", &[], None)
+        .header("location");
+    server.stop();
+
+    // The flag, then Distribution's maintenance setting in a YAML config.
+    let port = free_port();
+    let config = dir.path().join("ro.yml");
+    let extra =
+        "  delete:\n    enabled: true\n  maintenance:\n    readonly:\n      enabled: true\n";
+    std::fs::write(&config, yaml_config(port, &root, extra)).unwrap();
+    let servers = [
+        Server::start_with(&root, &["--read-only"]),
+        Server::launch(&root, port, &["--config", config.to_str().unwrap()]),
+    ];
+    for server in servers {
+        assert_eq!(server.get("/v2/ro/app/manifests/v1").body, manifest);
+        let layer = sha256(b"read-only layer");
+        assert_eq!(
+            server.get(&format!("/v2/ro/app/blobs/{layer}")).body,
+            b"read-only layer"
+        );
+        assert_eq!(server.get("/v2/ro/app/tags/list").status, 200);
+        assert_eq!(server.get(&pending).status, 204);
+        let blob = sha256(b"new");
+        let refused: [(&str, String, Option<&[u8]>); 8] = [
+            ("POST", "/v2/ro/app/blobs/uploads/".to_owned(), None),
+            (
+                "POST",
+                format!("/v2/ro/app/blobs/uploads/?digest={blob}"),
+                Some(b"new"),
+            ),
+            (
+                "POST",
+                format!("/v2/ro/other/blobs/uploads/?mount={layer}&from=ro/app"),
+                None,
+            ),
+            ("PATCH", pending.clone(), Some(b"more")),
+            ("PUT", format!("{pending}?digest={blob}"), Some(b"new")),
+            ("DELETE", pending.clone(), None),
+            ("PUT", "/v2/ro/app/manifests/v2".to_owned(), Some(&manifest)),
+            ("DELETE", format!("/v2/ro/app/manifests/{digest}"), None),
+        ];
+        for (method, path, body) in refused {
+            let reply = server.call(method, &path, &[("Content-Type", OCI_MANIFEST)], body);
+            assert_eq!(
+                (reply.status, reply.error_code().as_str()),
+                (405, "UNSUPPORTED"),
+                "{method} {path}"
+            );
+            assert_eq!(reply.header("allow"), "GET, HEAD");
+        }
+        assert_eq!(server.get("/v2/ro/other/tags/list").status, 404);
+        assert!(
+            server.get("/v2/ro/app/tags/list").json()["tags"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 1
+        );
+        server.stop();
+    }
+    // Writable again: the pending upload was kept.
+    let server = Server::start(&root);
+    assert_eq!(server.call("DELETE", &pending, &[], None).status, 204);
+    server.stop();
+}
+
 #[test]
 fn registry_serves_tls_to_curl_and_skopeo() {
     if !have("openssl", &["version"]) || !have("curl", &["--version"]) {
@@ -2619,6 +2804,9 @@ macro_rules! on_s3 {
 
 on_s3! {
     registry_ping_health_and_metrics => registry_s3_ping_health_and_metrics,
+    registry_yaml_config_in_distribution_format => registry_s3_yaml_config_in_distribution_format,
+    registry_read_only_mode_serves_pulls_and_refuses_writes
+        => registry_s3_read_only_mode_serves_pulls_and_refuses_writes,
     registry_large_blob_round_trip => registry_s3_large_blob_round_trip,
     registry_online_gc_sweeps_while_serving_and_spares_recent_blobs
         => registry_s3_online_gc_sweeps_while_serving_and_spares_recent_blobs,

@@ -33,6 +33,10 @@ const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 pub struct AppState<S> {
     pub storage: S,
     pub metrics: Metrics,
+    /// See [`crate::ServerOptions::read_only`].
+    pub read_only: bool,
+    /// See [`crate::ServerOptions::delete_disabled`].
+    pub delete_disabled: bool,
 }
 
 type QueryParams = HashMap<String, String>;
@@ -101,6 +105,22 @@ async fn handle<S: Storage>(state: &AppState<S>, request: Request) -> Result<Res
     let storage = &state.storage;
     let headers = &parts.headers;
     let method = parts.method.clone();
+    let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if state.read_only && writes {
+        return Err(
+            ApiError::new(ErrorCode::Unsupported, "the registry is in read-only mode")
+                .with_header(header::ALLOW, header::HeaderValue::from_static("GET, HEAD")),
+        );
+    }
+    if state.delete_disabled
+        && method == Method::DELETE
+        && matches!(route, Route::Manifest { .. } | Route::Blob { .. })
+    {
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "deletes are disabled (storage.delete.enabled is false)",
+        ));
+    }
     match route {
         Route::Base if method == Method::GET || method == Method::HEAD => finish(
             response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json"),

@@ -6,6 +6,7 @@
 //! ([`auth`]) or Docker token authentication with a built-in token server ([`token`]).
 
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod gc;
 pub mod handlers;
@@ -86,6 +87,12 @@ pub struct ServerOptions {
     /// Docker token authentication with the built-in token server at `/token` (replaces
     /// `htpasswd`, whose users move into the token configuration).
     pub token: Option<token::TokenConfig>,
+    /// Refuse every write (pushes, deletes, upload cancels) with 405 `UNSUPPORTED`, as
+    /// Distribution's `storage.maintenance.readonly` does; pulls are served.
+    pub read_only: bool,
+    /// Refuse DELETE of manifests, tags and blobs with 405 `UNSUPPORTED` (Distribution's
+    /// `storage.delete.enabled: false`).
+    pub delete_disabled: bool,
 }
 
 /// Periodic online garbage collection.
@@ -133,7 +140,7 @@ async fn authenticate(
     if allowed {
         return next.run(request).await;
     }
-    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{}\"", auth::REALM))
+    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{}\"", htpasswd.realm()))
         .unwrap_or(HeaderValue::from_static("Basic"));
     error::ApiError::new(error::ErrorCode::Unauthorized, "authentication required")
         .with_header(header::WWW_AUTHENTICATE, challenge)
@@ -296,9 +303,12 @@ async fn token_endpoint(State(state): State<Arc<TokenState>>, request: Request) 
             match account {
                 Some(account) => account,
                 None => {
-                    let challenge =
-                        HeaderValue::from_str(&format!("Basic realm=\"{}\"", auth::REALM))
-                            .unwrap_or(HeaderValue::from_static("Basic"));
+                    let realm = config
+                        .users
+                        .as_ref()
+                        .map_or(auth::REALM, |users| users.realm());
+                    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+                        .unwrap_or(HeaderValue::from_static("Basic"));
                     return ApiError::new(ErrorCode::Unauthorized, "invalid credentials")
                         .with_header(header::WWW_AUTHENTICATE, challenge)
                         .into_response();
@@ -331,13 +341,15 @@ async fn token_endpoint(State(state): State<Arc<TokenState>>, request: Request) 
 
 /// The registry application: `/v2/...`, `/metrics` and `/healthz`.
 pub fn router<S: Storage>(storage: S, options: ServerOptions) -> Router {
-    app(new_state(storage), options)
+    app(new_state(storage, &options), options)
 }
 
-fn new_state<S: Storage>(storage: S) -> Arc<AppState<S>> {
+fn new_state<S: Storage>(storage: S, options: &ServerOptions) -> Arc<AppState<S>> {
     Arc::new(AppState {
         storage,
         metrics: metrics::Metrics::default(),
+        read_only: options.read_only,
+        delete_disabled: options.delete_disabled,
     })
 }
 
@@ -392,7 +404,7 @@ pub async fn serve<S: Storage>(
             tracing::warn!("setting TCP_NODELAY: {error}");
         }
     });
-    let state = new_state(storage);
+    let state = new_state(storage, &options);
     let collector = options
         .online_gc
         .map(|gc| tokio::spawn(collect_periodically(state.clone(), gc)));
@@ -414,7 +426,7 @@ pub async fn serve_tls<S: Storage>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tls::TlsListener::new(listener, config)?;
-    let state = new_state(storage);
+    let state = new_state(storage, &options);
     let collector = options
         .online_gc
         .map(|gc| tokio::spawn(collect_periodically(state.clone(), gc)));
