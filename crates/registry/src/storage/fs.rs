@@ -431,6 +431,27 @@ impl FsStorage {
         }))
     }
 
+    /// `ManifestBlobUnknown` unless every blob and child manifest `bytes` names is in
+    /// `repository`.
+    fn check_references(&self, repository: &str, bytes: &[u8]) -> StorageResult<()> {
+        let Ok(parsed) = crate::manifest::parse(bytes) else {
+            return Ok(());
+        };
+        for blob in &parsed.references.blobs {
+            if self.linked_blob_size(repository, blob)?.is_none() {
+                return Err(StorageError::ManifestBlobUnknown(blob.clone()));
+            }
+        }
+        for child in &parsed.references.manifests {
+            if read_optional(&self.revision_link(repository, child))?.is_none()
+                || !self.blob_path(child).exists()
+            {
+                return Err(StorageError::ManifestBlobUnknown(child.clone()));
+            }
+        }
+        Ok(())
+    }
+
     fn resolve_tag(&self, repository: &str, tag: &str) -> StorageResult<Option<Digest>> {
         let path = self.tags_dir(repository).join(tag);
         read_optional(&path)?
@@ -660,6 +681,10 @@ impl Storage for FsStorage {
         });
         let root = self.root.clone();
         let _commit = self.collection.read().await;
+        // The handler checked the references before taking the lock; a collection pass may
+        // have swept an unreferenced blob since. Checked again under the lock, the manifest
+        // lands only while everything it names exists (and then protects it).
+        self.check_references(repository, &manifest.bytes)?;
         blocking(move || {
             // Bytes first, then the links that make them visible.
             if !blob.exists() {

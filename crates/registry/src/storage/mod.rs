@@ -38,6 +38,9 @@ pub enum StorageError {
     UploadUnknown(String),
     #[error("manifest {0} is unknown")]
     ManifestUnknown(String),
+    /// A manifest being stored names a blob that is not (or no longer) in the repository.
+    #[error("manifest references blob {0}, unknown to the repository")]
+    ManifestBlobUnknown(Digest),
     #[error("uploaded content has digest {actual}, expected {expected}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("chunk does not start at the upload's current offset {offset}")]

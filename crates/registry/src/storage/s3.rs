@@ -498,6 +498,20 @@ impl Storage for S3Storage {
     ) -> StorageResult<()> {
         // Bytes first, then the links that make them visible.
         let _commit = self.collection.read().await;
+        // Checked again under the lock: a collection pass may have swept a blob since the
+        // handler looked (see the filesystem backend).
+        if let Ok(parsed) = crate::manifest::parse(&manifest.bytes) {
+            for blob in &parsed.references.blobs {
+                if self.linked_blob_size(repository, blob).await?.is_none() {
+                    return Err(StorageError::ManifestBlobUnknown(blob.clone()));
+                }
+            }
+            for child in &parsed.references.manifests {
+                if !self.manifest_exists(repository, child).await? {
+                    return Err(StorageError::ManifestBlobUnknown(child.clone()));
+                }
+            }
+        }
         let blob = self.blob_key(&manifest.digest);
         if self.size_optional(&blob).await?.is_none() {
             self.write(&blob, manifest.bytes.clone()).await?;
