@@ -386,7 +386,7 @@ async fn manifest_put<S: Storage>(
         media_type,
         bytes,
     };
-    storage.manifest_put(name, tag, stored, referrer).await?;
+    storage.manifest_push(name, tag, stored, referrer).await?;
     let mut builder = response(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
         .header(DIGEST_HEADER, digest.to_string())

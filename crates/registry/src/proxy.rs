@@ -384,6 +384,18 @@ impl<S: Storage> Storage for ProxyStorage<S> {
             .await
     }
 
+    async fn manifest_push(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+    ) -> StorageResult<()> {
+        self.inner
+            .manifest_push(repository, tag, manifest, referrer)
+            .await
+    }
+
     async fn manifest_delete(&self, repository: &str, reference: &Reference) -> StorageResult<()> {
         self.inner.manifest_delete(repository, reference).await
     }

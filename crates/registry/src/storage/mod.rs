@@ -158,7 +158,20 @@ pub trait Storage: Send + Sync + 'static {
         digest: &Digest,
     ) -> impl Future<Output = StorageResult<bool>> + Send;
 
+    /// A client's manifest push: [`Storage::manifest_put`] after checking that every blob and
+    /// child manifest it names is in `repository` (else `ManifestBlobUnknown`), the check and
+    /// the write both under the online collection's lock so no pass can sweep in between.
+    fn manifest_push(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+    ) -> impl Future<Output = StorageResult<()>> + Send;
+
     /// Stores a (validated) manifest, tags it when `tag` is given and records it as a referrer.
+    /// Does not look at what it references (a pull-through cache stores a manifest before its
+    /// blobs).
     fn manifest_put(
         &self,
         repository: &str,
