@@ -2508,6 +2508,15 @@ fn registry_large_blob_round_trip() {
     );
     assert_eq!(tail.status, 206);
     assert!(tail.body == data[20_000_000..]);
+    // A bounded range over several download chunks, starting and ending off their edges.
+    let middle = server.call(
+        "GET",
+        &format!("/v2/large/blob/blobs/{digest}"),
+        &[("Range", "bytes=1001-3000000")],
+        None,
+    );
+    assert_eq!(middle.status, 206);
+    assert!(middle.body == data[1001..=3_000_000]);
     server.stop();
 }
 

@@ -11,17 +11,12 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use strata_oci::{Algorithm, Digest};
 use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::manifest::{self, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST};
 use crate::metrics::Metrics;
 use crate::names::{Reference, Route, is_valid_repository, parse_route};
 use crate::storage::{ByteStream, Referrer, Storage, StoredManifest};
-
-/// Read size of blob downloads: large enough that a GET of a big layer is a few thousand
-/// reads, small enough to keep per-connection memory low.
-const BLOB_READ_CHUNK: usize = 256 << 10;
 
 /// Blobs up to this size are read whole and sent as one body.
 const SMALL_BLOB: u64 = 64 << 10;
@@ -505,24 +500,24 @@ async fn blob_get<S: Storage>(
     if head {
         return finish(builder, Body::empty());
     }
-    let (_, mut reader) = storage.blob_open(name, &digest, start).await?;
-    if length <= SMALL_BLOB {
-        // Configs and small layers: one read and one body write beat a stream.
-        let mut bytes = Vec::with_capacity(length as usize);
-        (&mut reader)
-            .take(length)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|error| {
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("reading blob {digest}: {error}"),
-                )
-            })?;
-        return finish(builder, Body::from(bytes));
+    if length > SMALL_BLOB {
+        let stream = storage.blob_stream(name, &digest, start, length).await?;
+        return finish(builder, Body::from_stream(stream));
     }
-    let stream = ReaderStream::with_capacity(reader.take(length), BLOB_READ_CHUNK);
-    finish(builder, Body::from_stream(stream))
+    // Configs and small layers: one read and one body write beat a stream.
+    let (_, reader) = storage.blob_open(name, &digest, start).await?;
+    let mut bytes = Vec::with_capacity(length as usize);
+    reader
+        .take(length)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("reading blob {digest}: {error}"),
+            )
+        })?;
+    finish(builder, Body::from(bytes))
 }
 
 fn upload_response(

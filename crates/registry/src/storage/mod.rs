@@ -90,6 +90,24 @@ pub trait Storage: Send + Sync + 'static {
         offset: u64,
     ) -> impl Future<Output = StorageResult<(u64, BlobReader)>> + Send;
 
+    /// The `length` bytes of `digest` (linked into `repository`) from `offset`, as a stream of
+    /// chunks for a response body. Backends that can read straight into the chunks override
+    /// this; the default reads [`Storage::blob_open`] through a buffer.
+    fn blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+        length: u64,
+    ) -> impl Future<Output = StorageResult<ByteStream>> + Send {
+        async move {
+            use futures_util::StreamExt as _;
+            use tokio::io::AsyncReadExt as _;
+            let (_, reader) = self.blob_open(repository, digest, offset).await?;
+            Ok(tokio_util::io::ReaderStream::with_capacity(reader.take(length), 256 << 10).boxed())
+        }
+    }
+
     /// Removes `digest` from `repository` (the bytes stay while other repositories link them).
     fn blob_unlink(
         &self,
