@@ -2310,6 +2310,181 @@ fn registry_token_auth_grants_scopes_and_refuses_forgeries() {
 }
 
 /// A one-file rootfs tarball for `docker import` / `strata import`.
+/// `POST /token` with a form, as Docker's OAuth2 token spec.
+fn oauth_token(server: &Server, form: &[(&str, &str)]) -> Reply {
+    let body: String = form_encode(form);
+    server.call(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    )
+}
+
+fn form_encode(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(key, value)| {
+            let value: String = value
+                .bytes()
+                .map(|byte| match byte {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (byte as char).to_string()
+                    }
+                    _ => format!("%{byte:02X}"),
+                })
+                .collect();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[test]
+fn registry_token_endpoint_accepts_oauth2_password_and_refresh_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    let server = token_server(dir.path(), &root, b"0123456789abcdef0123456789abcdef");
+    let base = [("service", "strata-registry"), ("client_id", "strata-test")];
+    // Password grant with offline access: an access token and a refresh token.
+    let password = [
+        &base[..],
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+            ("access_type", "offline"),
+            ("scope", "repository:oauth/app:pull,push"),
+        ],
+    ]
+    .concat();
+    let reply = oauth_token(&server, &password);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["scope"], "repository:oauth/app:pull,push");
+    assert!(answer["expires_in"].as_u64().unwrap() >= 60);
+    let access = format!("Bearer {}", answer["access_token"].as_str().unwrap());
+    let refresh = answer["refresh_token"].as_str().unwrap().to_owned();
+    let start = server.call(
+        "POST",
+        "/v2/oauth/app/blobs/uploads/",
+        &[("Authorization", &access)],
+        None,
+    );
+    assert_eq!(start.status, 202, "{}", start.text());
+    // A refresh token is no access token.
+    let refused = server.call(
+        "GET",
+        "/v2/oauth/app/tags/list",
+        &[("Authorization", &format!("Bearer {refresh}"))],
+        None,
+    );
+    assert_eq!(refused.status, 401);
+    // The refresh grant buys a token for another scope, and gives the refresh token back.
+    let refreshed = oauth_token(
+        &server,
+        &[
+            &base[..],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("access_type", "offline"),
+                ("scope", "registry:catalog:*"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
+    let answer = refreshed.json();
+    assert_eq!(answer["refresh_token"].as_str(), Some(refresh.as_str()));
+    let catalog = server.call(
+        "GET",
+        "/v2/_catalog",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", answer["access_token"].as_str().unwrap()),
+        )],
+        None,
+    );
+    assert_eq!(catalog.status, 200, "{}", catalog.text());
+    // Grants still apply: bob may only pull, whatever he asks for.
+    let bob = oauth_token(
+        &server,
+        &[
+            &base[..],
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", "bobpw"),
+                ("scope", "repository:oauth/app:pull,push,delete"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(bob.json()["scope"], "repository:oauth/app:pull");
+    assert!(bob.json().get("refresh_token").is_none());
+    // Refusals, in OAuth2's error format.
+    let forged = refresh.replace('.', ".x");
+    for (form, status, error) in [
+        (
+            vec![
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "wrong"),
+            ],
+            401,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", forged.as_str()),
+            ],
+            401,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", access.trim_start_matches("Bearer ")),
+            ],
+            401,
+            "invalid_grant",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (vec![("grant_type", "password")], 400, "invalid_request"),
+    ] {
+        let reply = oauth_token(&server, &[&base[..], &form].concat());
+        assert_eq!(reply.status, status, "{form:?}: {}", reply.text());
+        assert_eq!(reply.json()["error"], error, "{form:?}");
+    }
+    let other_service = oauth_token(
+        &server,
+        &[
+            ("service", "elsewhere"),
+            ("client_id", "x"),
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+        ],
+    );
+    assert_eq!(other_service.status, 400);
+    let no_client = oauth_token(
+        &server,
+        &[
+            ("service", "strata-registry"),
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+        ],
+    );
+    assert_eq!(no_client.status, 400);
+    server.stop();
+}
+
 fn tiny_rootfs(dir: &Path, content: &[u8]) -> PathBuf {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();

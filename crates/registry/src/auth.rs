@@ -72,6 +72,11 @@ impl Htpasswd {
         self
     }
 
+    /// Whether `user` has an entry.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// The realm of the Basic challenge [default: [`REALM`]].
     pub fn realm(&self) -> &str {
         &self.realm
