@@ -6,7 +6,7 @@ set -euo pipefail
 
 need_apt=()
 for tool in skopeo:skopeo umoci:umoci dockerd:docker.io debootstrap:debootstrap busybox:busybox-static \
-            hyperfine:hyperfine jq:jq docker-registry:docker-registry htpasswd:apache2-utils curl:curl openssl:openssl; do
+            hyperfine:hyperfine jq:jq docker-registry:docker-registry podman:podman htpasswd:apache2-utils curl:curl openssl:openssl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

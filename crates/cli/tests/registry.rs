@@ -1987,6 +1987,70 @@ fn registry_interop_docker_push_pull() {
     server.stop();
 }
 
+/// podman (rootful, its own storage under the test's directory, vfs driver) builds a one-file
+/// image, pushes it, removes it and pulls it back: the digest podman recorded for the push is
+/// the registry's and the pulled image's, and the image ID survives the round trip.
+#[test]
+fn registry_interop_podman_push_pull() {
+    if !have("podman", &["--version"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("hello.txt"),
+        b"strata registry podman interop\n",
+    )
+    .unwrap();
+    std::fs::write(
+        context.join("Containerfile"),
+        "FROM scratch\nCOPY hello.txt /\n",
+    )
+    .unwrap();
+    let storage = dir.path().join("podman-storage");
+    let run = dir.path().join("podman-run");
+    let podman = |args: &[&str]| {
+        let base = [
+            "--root",
+            storage.to_str().unwrap(),
+            "--runroot",
+            run.to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+        ];
+        run_tool("podman", &[&base[..], args].concat())
+    };
+    let image = format!("{}/interop/podman:v1", server.host());
+    podman(&["build", "-q", "-t", &image, context.to_str().unwrap()]);
+    let image_id = podman(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    let digest_file = dir.path().join("pushed-digest");
+    podman(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        digest_file.to_str().unwrap(),
+        &image,
+    ]);
+    let pushed = std::fs::read_to_string(&digest_file).unwrap();
+    let manifest = server.get("/v2/interop/podman/manifests/v1");
+    assert_eq!(manifest.status, 200);
+    assert_eq!(manifest.header("docker-content-digest"), pushed.trim());
+    assert_eq!(sha256(&manifest.body), pushed.trim());
+    podman(&["rmi", &image]);
+    podman(&["pull", "-q", "--tls-verify=false", &image]);
+    assert_eq!(
+        podman(&["image", "inspect", "--format", "{{.Id}}", &image]),
+        image_id
+    );
+    assert_eq!(
+        podman(&["image", "inspect", "--format", "{{.Digest}}", &image]).trim(),
+        pushed.trim()
+    );
+    server.stop();
+}
+
 /// An htpasswd line from `strata registry passwd`.
 fn htpasswd_entry(user: &str, password: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -3013,6 +3077,7 @@ on_s3! {
         => registry_s3_concurrent_identical_pushes_leave_one_copy,
     registry_interop_skopeo_copy_round_trip => registry_s3_interop_skopeo_copy_round_trip,
     registry_interop_docker_push_pull => registry_s3_interop_docker_push_pull,
+    registry_interop_podman_push_pull => registry_s3_interop_podman_push_pull,
     registry_interop_oras_push_with_subject_and_referrers
         => registry_s3_interop_oras_push_with_subject_and_referrers,
     registry_token_auth_grants_scopes_and_refuses_forgeries
