@@ -262,19 +262,41 @@ fn serve(args: ServeArgs) -> Result<()> {
         read_only,
         delete_disabled: config.delete_enabled == Some(false),
     };
-    let proxy = match (args.proxy_remote, config.proxy) {
-        (Some(url), _) => Some(strata_registry::proxy::UpstreamConfig {
-            url,
-            username: args.proxy_username,
-            password: std::env::var("STRATA_PROXY_PASSWORD").ok(),
-        }),
-        (None, Some(proxy)) => Some(strata_registry::proxy::UpstreamConfig {
-            url: proxy.url,
-            username: proxy.username,
-            password: proxy.password,
-        }),
-        (None, None) => None,
-    };
+    // The flag replaces the config's upstream for every repository; namespaces stay.
+    let proxy_settings = config.proxy.unwrap_or_default();
+    let mut proxy = Vec::new();
+    match args.proxy_remote {
+        Some(url) => proxy.push((
+            None,
+            strata_registry::proxy::UpstreamConfig {
+                url,
+                username: args.proxy_username,
+                password: std::env::var("STRATA_PROXY_PASSWORD").ok(),
+            },
+        )),
+        None => {
+            if let Some(url) = proxy_settings.url {
+                proxy.push((
+                    None,
+                    strata_registry::proxy::UpstreamConfig {
+                        url,
+                        username: proxy_settings.username,
+                        password: proxy_settings.password,
+                    },
+                ));
+            }
+        }
+    }
+    for upstream in proxy_settings.upstreams {
+        proxy.push((
+            Some(upstream.namespace),
+            strata_registry::proxy::UpstreamConfig {
+                url: upstream.url,
+                username: upstream.username,
+                password: upstream.password,
+            },
+        ));
+    }
     let s3 = config.s3;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,28 +320,34 @@ async fn listen<S: strata_registry::Storage>(
     addr: SocketAddr,
     root: PathBuf,
     tls: Option<std::sync::Arc<strata_registry::tls::ServerConfig>>,
-    proxy: Option<strata_registry::proxy::UpstreamConfig>,
+    proxy: Vec<(Option<String>, strata_registry::proxy::UpstreamConfig)>,
     storage: S,
     options: strata_registry::ServerOptions,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let upstreams: Vec<String> = proxy
+        .iter()
+        .map(|(namespace, upstream)| match namespace {
+            Some(namespace) => format!("{namespace}/=>{}", upstream.url),
+            None => upstream.url.clone(),
+        })
+        .collect();
     tracing::info!(
         addr = %listener.local_addr()?,
         root = %root.display(),
         tls = tls.is_some(),
-        proxy = proxy.as_ref().map(|proxy| proxy.url.as_str()).unwrap_or("none"),
+        proxy = if upstreams.is_empty() { "none".to_owned() } else { upstreams.join(" ") },
         "registry listening"
     );
-    match proxy {
-        Some(upstream) => {
-            let storage = strata_registry::proxy::ProxyStorage::new(storage, upstream)
-                .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
-            run_server(listener, tls, storage, options).await
-        }
-        None => run_server(listener, tls, storage, options).await,
-    }?;
+    if proxy.is_empty() {
+        run_server(listener, tls, storage, options).await?;
+    } else {
+        let storage = strata_registry::proxy::ProxyStorage::with_upstreams(storage, proxy)
+            .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
+        run_server(listener, tls, storage, options).await?;
+    }
     tracing::info!("registry stopped");
     Ok(())
 }

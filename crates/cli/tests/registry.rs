@@ -873,6 +873,70 @@ fn registry_pull_through_cache_fills_from_an_authenticated_upstream() {
     cache.stop();
 }
 
+/// strata's `proxy.upstreams`: one cache in front of two registries, each under a namespace
+/// (`one/<name>` is `<name>` on the first, `mirrors/two/<name>` on the second); other
+/// repositories are local only.
+#[test]
+fn registry_pull_through_cache_by_namespace_from_two_upstreams() {
+    let (dir, cache_root) = temp_root();
+    let one = Server::start(&dir.path().join("one"));
+    let two = Server::start(&dir.path().join("two"));
+    let (manifest_one, _) = push_small_image(&one, "lib/app", "v1", b"layer from one");
+    let (manifest_two, _) = push_small_image(&two, "lib/app", "v1", b"layer from two");
+    let port = free_port();
+    let config = dir.path().join("cache.yml");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: \
+         127.0.0.1:{port}\nproxy:\n  upstreams:\n    - namespace: one\n      remoteurl: {}\n    \
+         - namespace: mirrors/two\n      remoteurl: {}\n",
+        cache_root.display(),
+        one.url(""),
+        two.url("")
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let cache = Server::launch(&cache_root, port, &["--config", config.to_str().unwrap()]);
+    assert_eq!(cache.get("/v2/one/lib/app/manifests/v1").body, manifest_one);
+    assert_eq!(
+        cache.get("/v2/mirrors/two/lib/app/manifests/v1").body,
+        manifest_two
+    );
+    let (layer_one, layer_two) = (sha256(b"layer from one"), sha256(b"layer from two"));
+    assert_eq!(
+        cache
+            .get(&format!("/v2/one/lib/app/blobs/{layer_one}"))
+            .body,
+        b"layer from one"
+    );
+    assert_eq!(
+        cache
+            .get(&format!("/v2/mirrors/two/lib/app/blobs/{layer_two}"))
+            .body,
+        b"layer from two"
+    );
+    // Each namespace reaches only its own upstream; other names reach none.
+    assert_eq!(
+        cache
+            .get(&format!("/v2/one/lib/app/blobs/{layer_two}"))
+            .status,
+        404
+    );
+    assert_eq!(cache.get("/v2/lib/app/manifests/v1").status, 404);
+    assert_eq!(cache.get("/v2/mirrors/lib/app/manifests/v1").status, 404);
+    let (local, _) = push_small_image(&cache, "local/app", "v1", b"local layer");
+    assert_eq!(cache.get("/v2/local/app/manifests/v1").body, local);
+    // The cached copy outlives its upstream.
+    one.stop();
+    assert_eq!(cache.get("/v2/one/lib/app/manifests/v1").body, manifest_one);
+    assert_eq!(
+        cache
+            .get(&format!("/v2/one/lib/app/blobs/{layer_one}"))
+            .body,
+        b"layer from one"
+    );
+    cache.stop();
+    two.stop();
+}
+
 #[test]
 fn registry_blob_uploads_monolithic_chunked_and_ranged_reads() {
     let (_dir, root) = temp_root();

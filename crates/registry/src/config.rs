@@ -53,9 +53,23 @@ pub struct TokenSettings {
     pub grants: Option<Vec<Grant>>,
 }
 
-/// The upstream of a pull-through cache (`proxy`).
-#[derive(Debug, Clone)]
+/// The upstreams of a pull-through cache (`proxy`).
+#[derive(Debug, Clone, Default)]
 pub struct ProxySettings {
+    /// For every repository no namespace covers (`proxy.remoteurl`).
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// strata: `<namespace>/<rest>` is fetched as `<rest>` from the namespace's registry.
+    pub upstreams: Vec<NamespaceUpstream>,
+}
+
+/// One entry of `proxy.upstreams`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceUpstream {
+    pub namespace: String,
+    #[serde(rename = "remoteurl")]
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -383,9 +397,11 @@ struct TokenSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProxySection {
-    remoteurl: String,
+    remoteurl: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    /// strata: upstreams by namespace.
+    upstreams: Option<Vec<NamespaceUpstream>>,
     ttl: Option<Value>,
 }
 
@@ -620,10 +636,30 @@ impl DistributionConfig {
         }
         if let Some(proxy) = self.proxy {
             ignored(warnings, &[("proxy.ttl", &proxy.ttl)]);
+            let upstreams = proxy.upstreams.unwrap_or_default();
+            if proxy.remoteurl.is_none() && upstreams.is_empty() {
+                return Err("proxy: needs remoteurl or upstreams".to_owned());
+            }
+            let mut namespaces = std::collections::HashSet::new();
+            for upstream in &upstreams {
+                if !crate::names::is_valid_repository(&upstream.namespace) {
+                    return Err(format!(
+                        "proxy.upstreams: namespace {:?} is not a valid repository name prefix",
+                        upstream.namespace
+                    ));
+                }
+                if !namespaces.insert(upstream.namespace.as_str()) {
+                    return Err(format!(
+                        "proxy.upstreams: namespace {:?} appears twice",
+                        upstream.namespace
+                    ));
+                }
+            }
             config.proxy = Some(ProxySettings {
                 url: proxy.remoteurl,
                 username: proxy.username,
                 password: proxy.password,
+                upstreams,
             });
         }
         if let Some(gc) = self.gc {
@@ -701,9 +737,10 @@ impl LegacyConfig {
                 })
                 .unwrap_or_default(),
             proxy: self.proxy.map(|proxy| ProxySettings {
-                url: proxy.url,
+                url: Some(proxy.url),
                 username: proxy.username,
                 password: proxy.password,
+                upstreams: Vec::new(),
             }),
             read_only: self.read_only.unwrap_or(false),
             ..Config::default()
@@ -764,7 +801,13 @@ auth:
     expiration: 5m
     keyfile: /etc/key
     grants: [{user: alice, repository: "*", actions: ["*"]}]
-proxy: {remoteurl: "http://127.0.0.1:5002", username: u, password: p}
+proxy:
+  remoteurl: "http://127.0.0.1:5002"
+  username: u
+  password: p
+  upstreams:
+    - {namespace: hub, remoteurl: "https://registry-1.docker.io"}
+    - {namespace: mirrors/ghcr, remoteurl: "https://ghcr.io", username: g, password: h}
 gc: {interval: 1h30m, grace: 600}
 "#;
         let config = Config::parse(text).unwrap();
@@ -782,7 +825,10 @@ gc: {interval: 1h30m, grace: 600}
         assert_eq!(config.htpasswd, Some("/etc/htpasswd".into()));
         assert_eq!(config.token.expiration, Some(Duration::from_secs(300)));
         assert_eq!(config.token.grants.unwrap()[0].user, "alice");
-        assert_eq!(config.proxy.unwrap().url, "http://127.0.0.1:5002");
+        let proxy = config.proxy.unwrap();
+        assert_eq!(proxy.url.as_deref(), Some("http://127.0.0.1:5002"));
+        assert_eq!(proxy.upstreams[1].namespace, "mirrors/ghcr");
+        assert_eq!(proxy.upstreams[1].username.as_deref(), Some("g"));
         assert_eq!(config.gc_interval, Some(Duration::from_secs(5400)));
         assert_eq!(config.gc_grace, Some(Duration::from_secs(600)));
     }
@@ -831,6 +877,19 @@ gc: {interval: 1h30m, grace: 600}
                 "auth.token.rootcertbundle",
             ),
             ("version: 0.1\ngc: {interval: 5x}\n", "invalid duration"),
+            (
+                "version: 0.1\nproxy: {username: u}\n",
+                "needs remoteurl or upstreams",
+            ),
+            (
+                "version: 0.1\nproxy: {upstreams: [{namespace: Hub, remoteurl: x}]}\n",
+                "namespace \"Hub\"",
+            ),
+            (
+                "version: 0.1\nproxy: {upstreams: [{namespace: a, remoteurl: x}, \
+                 {namespace: a, remoteurl: y}]}\n",
+                "appears twice",
+            ),
             ("version: 0.1\nlog: {level: loud}\n", "log.level"),
             ("{\"adr\": \"127.0.0.1:1\"}", "unknown field `adr`"),
             ("", "empty"),
