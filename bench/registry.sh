@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=${2:?}; shift ;;
         --blob-mib) BLOB_MIB=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "registry.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
