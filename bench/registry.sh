@@ -2,34 +2,43 @@
 # bench/registry.sh — `strata registry serve` against CNCF Distribution (docker-registry), same
 # inputs, one run. Both servers get a fresh root on a free loopback port and the same content:
 # a small image (tag "v1") and a blob of --blob-mib MiB. Then:
-#   manifest-get   wrk: GET /v2/bench/manifests/v1 (by tag)
+#   manifest-get   wrk (--connections, 64): GET /v2/bench/manifests/v1 (by tag)
 #   blob-get-small wrk: GET of the config blob (~80 bytes)
 #   blob-get-1m    wrk: GET of a 1 MiB blob
-#   push-blob      curl: monolithic upload of the large blob (digest verified), median of N
+#   errors-256     wrk at --high-connections (256): manifest-get again, with wrk's error counts
+#                  (socket connect/read/write/timeout errors, non-2xx answers) for each server
+#   push-blob      curl: monolithic upload (POST + PUT) of the large blob, digest verified,
+#                  median of --runs; MB/s (ratio = strata/distribution throughput)
+#   pull-blob      curl: GET of the large blob, median of --runs; MB/s (same ratio)
+#   peak-rss       VmHWM of each server process after all the load above (ratio =
+#                  strata/distribution; below 1 means strata used less)
 #   token-auth     wrk: manifest-get on a second strata server with `--auth token` (Bearer token
 #                  from its /token endpoint on every request) against the open one: the cost of
 #                  verifying a token per request (ratio = token/open)
-# It prints requests/s (or seconds) and strata/distribution ratios; it never fails on slowness.
+# It prints requests/s (or MB/s) and strata/distribution ratios; it never fails on slowness.
 #
-#   bench/registry.sh [--duration S] [--connections N] [--runs N] [--blob-mib N] [--no-build]
+#   bench/registry.sh [--duration S] [--connections N] [--high-connections N] [--runs N]
+#                     [--blob-mib N] [--no-build]
 #
 # Environment: STRATA (strata binary; skips the build), STRATA_BENCH_TMPDIR (scratch location).
 # Requirements: wrk, curl, sha256sum, /usr/bin/docker-registry.
 set -euo pipefail
 
 DURATION=5
-CONNECTIONS=32
-RUNS=3
+CONNECTIONS=64
+HIGH_CONNECTIONS=256
+RUNS=5
 BLOB_MIB=256
 BUILD=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=${2:?}; shift ;;
         --connections) CONNECTIONS=${2:?}; shift ;;
+        --high-connections) HIGH_CONNECTIONS=${2:?}; shift ;;
         --runs) RUNS=${2:?}; shift ;;
         --blob-mib) BLOB_MIB=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "registry.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -58,7 +67,8 @@ wait_up() { for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/v2/" >/dev/n
 
 STRATA_PORT=$(free_port)
 "$STRATA" registry serve --addr "127.0.0.1:$STRATA_PORT" --root "$SCRATCH/strata-root" 2>"$SCRATCH/strata.log" &
-PIDS+=($!)
+STRATA_PID=$!
+PIDS+=("$STRATA_PID")
 DIST_PORT=$(free_port)
 cat >"$SCRATCH/distribution.yml" <<YAML
 version: 0.1
@@ -67,7 +77,8 @@ storage: { filesystem: { rootdirectory: $SCRATCH/distribution-root }, delete: { 
 http: { addr: 127.0.0.1:$DIST_PORT }
 YAML
 /usr/bin/docker-registry serve "$SCRATCH/distribution.yml" >"$SCRATCH/distribution.log" 2>&1 &
-PIDS+=($!)
+DIST_PID=$!
+PIDS+=("$DIST_PID")
 wait_up "$STRATA_PORT"
 wait_up "$DIST_PORT"
 
@@ -99,7 +110,8 @@ push_blob() { # port repo file digest
     location=$(curl -sf -X POST -D - -o /dev/null "http://127.0.0.1:$1/v2/$2/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
     case "$location" in http*) ;; *) location="http://127.0.0.1:$1$location" ;; esac
     case "$location" in *\?*) location="$location&digest=$4" ;; *) location="$location?digest=$4" ;; esac
-    curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$3" "$location" -o /dev/null
+    # -T streams the file (--data-binary would read it whole first); no Expect round trip.
+    curl -sf -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' -T "$3" "$location" -o /dev/null
 }
 for port in "$STRATA_PORT" "$DIST_PORT"; do
     push_blob "$port" bench "$SCRATCH/config" "$CONFIG"
@@ -118,10 +130,15 @@ curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/
     --data-binary "@$SCRATCH/manifest" "http://127.0.0.1:$TOKEN_PORT/v2/bench/manifests/v1" -o /dev/null
 
 # (No HEAD case: wrk's parser waits for the body a HEAD answer announces but never sends.)
+wrk_run() { # connections port path [wrk header] -> wrk's report
+    wrk -t2 -c"$1" -d"${DURATION}s" ${4:+-H "$4"} "http://127.0.0.1:$2$3"
+}
 rate() { # port path [wrk header]
-    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" ${3:+-H "$3"} "http://127.0.0.1:$1$2" | awk '/Requests\/sec/ {print $2}'
+    wrk_run "$CONNECTIONS" "$@" | awk '/Requests\/sec/ {print $2}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+mbps() { awk -v mib="$BLOB_MIB" -v s="$1" 'BEGIN { if (s > 0) printf "%.0f", mib * 1.048576 / s; else print "n/a" }'; }
 
 printf '%-14s %14s %14s %8s\n' benchmark strata distribution ratio
 for case in manifest-get blob-get-small blob-get-1m; do
@@ -132,23 +149,63 @@ for case in manifest-get blob-get-small blob-get-1m; do
     esac
     s=$(rate "$STRATA_PORT" "$path")
     d=$(rate "$DIST_PORT" "$path")
-    printf '%-14s %12s/s %12s/s %8s\n' "$case" "$s" "$d" "$(ratio "$s" "$d")"
+    printf '%-14s %12s/s %12s/s %8s  (%d connections)\n' "$case" "$s" "$d" "$(ratio "$s" "$d")" "$CONNECTIONS"
 done
 
-median_push() { # port
-    local times=() i start end
-    for i in $(seq 1 "$RUNS"); do
-        start=$(date +%s.%N)
-        push_blob "$1" "push$i" "$SCRATCH/big" "$BIG"
-        end=$(date +%s.%N)
-        times+=("$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')")
-    done
-    printf '%s\n' "${times[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+# wrk prints "Socket errors: connect C, read R, write W, timeout T" and "Non-2xx or 3xx
+# responses: N" only when there were any.
+errors() { # port -> "req/s errors" with errors = socket errors + non-2xx
+    wrk_run "$HIGH_CONNECTIONS" "$1" /v2/bench/manifests/v1 | awk '
+        /Requests\/sec/ { rps = $2 }
+        /Socket errors/ { gsub(",", ""); socket = $4 + $6 + $8 + $10 }
+        /Non-2xx/ { non2xx = $NF }
+        END { printf "%s %d %d\n", rps, socket, non2xx }'
 }
-s=$(median_push "$STRATA_PORT")
-d=$(median_push "$DIST_PORT")
-# Lower is better for times: the ratio is distribution/strata so >1 means strata is faster.
-printf '%-14s %13ss %13ss %8s  (push of %d MiB; ratio = distribution/strata)\n' push-blob "$s" "$d" "$(ratio "$d" "$s")" "$BLOB_MIB"
+read -r s_rps s_socket s_non2xx < <(errors "$STRATA_PORT")
+read -r d_rps d_socket d_non2xx < <(errors "$DIST_PORT")
+printf '%-14s %12s/s %12s/s %8s  (%d connections)\n' errors-256 "$s_rps" "$d_rps" "$(ratio "$s_rps" "$d_rps")" "$HIGH_CONNECTIONS"
+printf '%-14s %14s %14s %8s  (socket errors / non-2xx answers at %d connections)\n' errors-256 \
+    "$s_socket/$s_non2xx" "$d_socket/$d_non2xx" - "$HIGH_CONNECTIONS"
+
+elapsed() { # command... -> seconds it took
+    local start end
+    start=$(date +%s.%N)
+    "$@"
+    end=$(date +%s.%N)
+    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f\n", b - a }'
+}
+pull_blob() { curl -sf -o /dev/null "http://127.0.0.1:$1/v2/push1/blobs/$BIG"; }
+# Rounds alternate between the servers so that both see the same machine state; every push
+# goes to a fresh repository (the blob bytes already exist from round 2 on for both servers).
+s_push=(); d_push=(); s_pull=(); d_pull=()
+for round in $(seq 1 "$RUNS"); do
+    s_push+=("$(elapsed push_blob "$STRATA_PORT" "push$round" "$SCRATCH/big" "$BIG")")
+    d_push+=("$(elapsed push_blob "$DIST_PORT" "push$round" "$SCRATCH/big" "$BIG")")
+done
+for round in $(seq 1 "$RUNS"); do
+    s_pull+=("$(elapsed pull_blob "$STRATA_PORT")")
+    d_pull+=("$(elapsed pull_blob "$DIST_PORT")")
+done
+# The pulled bytes are the pushed ones.
+for port in "$STRATA_PORT" "$DIST_PORT"; do
+    got=$(curl -sf "http://127.0.0.1:$port/v2/push1/blobs/$BIG" | sha256sum | cut -d' ' -f1)
+    [ "sha256:$got" = "$BIG" ] || { echo "registry.sh: port $port served the wrong bytes" >&2; exit 1; }
+done
+for kind in push pull; do
+    declare -n s_times="s_$kind" d_times="d_$kind"
+    s=$(printf '%s\n' "${s_times[@]}" | median)
+    d=$(printf '%s\n' "${d_times[@]}" | median)
+    printf '%-14s %10s MB/s %10s MB/s %8s  (%d MiB blob, median of %d: %ss vs %ss; ratio = strata/distribution)\n' \
+        "$kind-blob" "$(mbps "$s")" "$(mbps "$d")" "$(ratio "$d" "$s")" "$BLOB_MIB" "$RUNS" "$s" "$d"
+    unset -n s_times d_times
+done
+
+# Peak resident memory of each server over everything above.
+hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
+s=$(hwm "$STRATA_PID")
+d=$(hwm "$DIST_PID")
+printf '%-14s %11s MiB %11s MiB %8s  (VmHWM after the load; ratio = strata/distribution)\n' \
+    peak-rss "$((s / 1024))" "$((d / 1024))" "$(ratio "$s" "$d")"
 
 open=$(rate "$STRATA_PORT" /v2/bench/manifests/v1)
 token=$(rate "$TOKEN_PORT" /v2/bench/manifests/v1 "Authorization: Bearer $TOKEN")

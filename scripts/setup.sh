@@ -8,7 +8,7 @@ set -euo pipefail
 
 need_apt=()
 for tool in skopeo:skopeo umoci:umoci dockerd:docker.io debootstrap:debootstrap busybox:busybox-static \
-            hyperfine:hyperfine jq:jq docker-registry:docker-registry htpasswd:apache2-utils curl:curl openssl:openssl \
+            hyperfine:hyperfine jq:jq docker-registry:docker-registry podman:podman htpasswd:apache2-utils curl:curl openssl:openssl \
             git:git zstd:zstd bzip2:bzip2 xz:xz-utils nginx:nginx-light; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done

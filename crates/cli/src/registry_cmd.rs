@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
+use strata_registry::config::{AuthScheme as ConfigAuth, Config};
 
 /// Where `serve` keeps its data unless told otherwise; deliberately not the image store.
 const DEFAULT_ROOT: &str = "/var/lib/strata/registry";
@@ -32,9 +32,13 @@ pub struct ServeArgs {
     /// Registry storage directory [default: /var/lib/strata/registry]
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// JSON configuration file ({"addr", "root", "tls_cert", "tls_key", "htpasswd", "auth", "token", "storage", "proxy"}); flags win
+    /// YAML configuration file in Distribution's format (version, log, storage, http, auth,
+    /// proxy; plus gc), see docs/registry.md; flags win
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve pulls only: pushes and deletes get 405 UNSUPPORTED
+    #[arg(long)]
+    read_only: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -59,10 +63,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS")]
     gc_interval: Option<u64>,
     /// Online collection spares unreferenced blobs touched within SECONDS [default: 3600]
-    #[arg(long, value_name = "SECONDS", requires = "gc_interval")]
+    #[arg(long, value_name = "SECONDS")]
     gc_grace: Option<u64>,
     /// Be a pull-through cache of this registry (e.g. https://registry-1.docker.io)
-
     #[arg(long, value_name = "URL")]
     proxy_remote: Option<String>,
     /// User name for the upstream registry (password: STRATA_PROXY_PASSWORD)
@@ -90,61 +93,25 @@ pub struct GcArgs {
     delete_untagged: bool,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    addr: Option<SocketAddr>,
-    root: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    htpasswd: Option<PathBuf>,
-    proxy: Option<ProxyConfig>,
-    auth: Option<AuthScheme>,
-    token: Option<TokenSettings>,
-    storage: Option<StorageConfig>,
-}
-
-/// `"storage": {"s3": {...}}`; the filesystem under `root` when absent.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum StorageConfig {
-    Filesystem {},
-    S3(strata_registry::storage::S3Config),
-}
-
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AuthScheme {
     None,
     Basic,
     Token,
 }
 
-/// `"token": {...}` of the config file.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct TokenSettings {
-    realm: Option<String>,
-    service: Option<String>,
-    issuer: Option<String>,
-    /// Token lifetime in seconds [default: 300].
-    expiration: Option<u64>,
-    /// HMAC-SHA256 signing key (its bytes) [default: random per process].
-    key_file: Option<PathBuf>,
-    /// [default: every htpasswd user may do everything, including the catalog]
-    grants: Option<Vec<strata_registry::token::Grant>>,
+impl From<ConfigAuth> for AuthScheme {
+    fn from(scheme: ConfigAuth) -> AuthScheme {
+        match scheme {
+            ConfigAuth::None => AuthScheme::None,
+            ConfigAuth::Basic => AuthScheme::Basic,
+            ConfigAuth::Token => AuthScheme::Token,
+        }
+    }
 }
 
 const DEFAULT_TOKEN_SERVICE: &str = "strata-registry";
 const DEFAULT_TOKEN_EXPIRATION: u64 = 300;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProxyConfig {
-    url: String,
-    username: Option<String>,
-    password: Option<String>,
-}
 
 /// `root` is the image-store root, which the registry does not use.
 pub fn run(_root: &Path, command: RegistryCommand) -> Result<()> {
@@ -155,9 +122,10 @@ pub fn run(_root: &Path, command: RegistryCommand) -> Result<()> {
     }
 }
 
-fn init_logging() {
+/// `RUST_LOG` when set, else `default_level` (the config's `log.level`), else info.
+fn init_logging(default_level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level.unwrap_or("info")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -165,15 +133,14 @@ fn init_logging() {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    init_logging();
     let config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => ConfigFile::default(),
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
     };
+    init_logging(config.log_level.as_deref());
+    for warning in &config.warnings {
+        tracing::warn!("config: {warning}");
+    }
     let addr = match args.addr.or(config.addr) {
         Some(addr) => addr,
         None => DEFAULT_ADDR.parse()?,
@@ -194,20 +161,29 @@ fn serve(args: ServeArgs) -> Result<()> {
         _ => anyhow::bail!("TLS needs both a certificate and a key"),
     };
     let mut htpasswd = match args.htpasswd.or(config.htpasswd) {
-        Some(path) => Some(strata_registry::auth::Htpasswd::load(&path)?),
+        Some(path) => {
+            let users = strata_registry::auth::Htpasswd::load(&path)?;
+            Some(match &config.htpasswd_realm {
+                Some(realm) => users.with_realm(realm),
+                None => users,
+            })
+        }
         None => None,
     };
     if htpasswd.is_some() && tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!("basic authentication without TLS sends passwords in clear text");
     }
-    let scheme = args.auth.or(config.auth).unwrap_or(if htpasswd.is_some() {
-        AuthScheme::Basic
-    } else {
-        AuthScheme::None
-    });
+    let scheme = args
+        .auth
+        .or(config.auth.map(AuthScheme::from))
+        .unwrap_or(if htpasswd.is_some() {
+            AuthScheme::Basic
+        } else {
+            AuthScheme::None
+        });
     let token = match scheme {
         AuthScheme::Token => {
-            let settings = config.token.unwrap_or_default();
+            let settings = config.token;
             let realm = match args.token_realm.or(settings.realm) {
                 Some(realm) => realm,
                 None if addr.ip().is_unspecified() => {
@@ -245,9 +221,9 @@ fn serve(args: ServeArgs) -> Result<()> {
                 realm,
                 issuer: settings.issuer.unwrap_or_else(|| service.clone()),
                 service,
-                expiration: Duration::from_secs(
-                    settings.expiration.unwrap_or(DEFAULT_TOKEN_EXPIRATION),
-                ),
+                expiration: settings
+                    .expiration
+                    .unwrap_or(Duration::from_secs(DEFAULT_TOKEN_EXPIRATION)),
                 grants,
                 users: htpasswd.take(),
                 key,
@@ -264,33 +240,64 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let online_gc = args
         .gc_interval
-        .filter(|&seconds| seconds > 0)
-        .map(|seconds| strata_registry::OnlineGc {
-            interval: Duration::from_secs(seconds),
-            grace: Duration::from_secs(args.gc_grace.unwrap_or(DEFAULT_GC_GRACE)),
+        .map(Duration::from_secs)
+        .or(config.gc_interval)
+        .filter(|interval| !interval.is_zero())
+        .map(|interval| strata_registry::OnlineGc {
+            interval,
+            grace: args
+                .gc_grace
+                .map(Duration::from_secs)
+                .or(config.gc_grace)
+                .unwrap_or(Duration::from_secs(DEFAULT_GC_GRACE)),
         });
+    let read_only = args.read_only || config.read_only;
+    if read_only {
+        tracing::info!("read-only mode: pushes and deletes are refused");
+    }
     let options = strata_registry::ServerOptions {
         htpasswd,
         online_gc,
         token,
+        read_only,
+        delete_disabled: config.delete_enabled == Some(false),
     };
-    let proxy = match (args.proxy_remote, config.proxy) {
-        (Some(url), _) => Some(strata_registry::proxy::UpstreamConfig {
-            url,
-            username: args.proxy_username,
-            password: std::env::var("STRATA_PROXY_PASSWORD").ok(),
-        }),
-        (None, Some(proxy)) => Some(strata_registry::proxy::UpstreamConfig {
-            url: proxy.url,
-            username: proxy.username,
-            password: proxy.password,
-        }),
-        (None, None) => None,
-    };
-    let s3 = match config.storage {
-        Some(StorageConfig::S3(s3)) => Some(s3),
-        Some(StorageConfig::Filesystem {}) | None => None,
-    };
+    // The flag replaces the config's upstream for every repository; namespaces stay.
+    let proxy_settings = config.proxy.unwrap_or_default();
+    let mut proxy = Vec::new();
+    match args.proxy_remote {
+        Some(url) => proxy.push((
+            None,
+            strata_registry::proxy::UpstreamConfig {
+                url,
+                username: args.proxy_username,
+                password: std::env::var("STRATA_PROXY_PASSWORD").ok(),
+            },
+        )),
+        None => {
+            if let Some(url) = proxy_settings.url {
+                proxy.push((
+                    None,
+                    strata_registry::proxy::UpstreamConfig {
+                        url,
+                        username: proxy_settings.username,
+                        password: proxy_settings.password,
+                    },
+                ));
+            }
+        }
+    }
+    for upstream in proxy_settings.upstreams {
+        proxy.push((
+            Some(upstream.namespace),
+            strata_registry::proxy::UpstreamConfig {
+                url: upstream.url,
+                username: upstream.username,
+                password: upstream.password,
+            },
+        ));
+    }
+    let s3 = config.s3;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -313,28 +320,34 @@ async fn listen<S: strata_registry::Storage>(
     addr: SocketAddr,
     root: PathBuf,
     tls: Option<std::sync::Arc<strata_registry::tls::ServerConfig>>,
-    proxy: Option<strata_registry::proxy::UpstreamConfig>,
+    proxy: Vec<(Option<String>, strata_registry::proxy::UpstreamConfig)>,
     storage: S,
     options: strata_registry::ServerOptions,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let upstreams: Vec<String> = proxy
+        .iter()
+        .map(|(namespace, upstream)| match namespace {
+            Some(namespace) => format!("{namespace}/=>{}", upstream.url),
+            None => upstream.url.clone(),
+        })
+        .collect();
     tracing::info!(
         addr = %listener.local_addr()?,
         root = %root.display(),
         tls = tls.is_some(),
-        proxy = proxy.as_ref().map(|proxy| proxy.url.as_str()).unwrap_or("none"),
+        proxy = if upstreams.is_empty() { "none".to_owned() } else { upstreams.join(" ") },
         "registry listening"
     );
-    match proxy {
-        Some(upstream) => {
-            let storage = strata_registry::proxy::ProxyStorage::new(storage, upstream)
-                .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
-            run_server(listener, tls, storage, options).await
-        }
-        None => run_server(listener, tls, storage, options).await,
-    }?;
+    if proxy.is_empty() {
+        run_server(listener, tls, storage, options).await?;
+    } else {
+        let storage = strata_registry::proxy::ProxyStorage::with_upstreams(storage, proxy)
+            .map_err(|error| anyhow::anyhow!("setting up the upstream client: {error}"))?;
+        run_server(listener, tls, storage, options).await?;
+    }
     tracing::info!("registry stopped");
     Ok(())
 }

@@ -365,6 +365,191 @@ fn registry_serve_reads_a_config_file_and_logs_requests() {
     server.stop();
 }
 
+/// A Distribution-style YAML config: the storage section of the thread's backend (the
+/// filesystem under `root`, or the S3 bucket with uploads staged under `root`).
+fn yaml_config(port: u16, root: &Path, extra: &str) -> String {
+    let storage = match s3_storage_config() {
+        Some(s3) => {
+            let s3 = &s3["s3"];
+            format!(
+                "  s3:\n    bucket: {}\n    regionendpoint: {}\n    region: us-east-1\n    \
+                 accesskey: testing\n    secretkey: testing\n    rootdirectory: /{}\n    \
+                 uploaddirectory: {}\n",
+                s3["bucket"].as_str().unwrap(),
+                s3["endpoint"].as_str().unwrap(),
+                s3["prefix"].as_str().unwrap(),
+                root.display()
+            )
+        }
+        None => format!("  filesystem:\n    rootdirectory: {}\n", root.display()),
+    };
+    format!(
+        "version: 0.1\nlog:\n  level: info\n  fields:\n    service: registry\nstorage:\n\
+         {storage}{extra}http:\n  addr: 127.0.0.1:{port}\n  headers:\n    \
+         X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n"
+    )
+}
+
+/// Pushes a one-layer image as `repo:tag`; returns the manifest and its digest.
+fn push_small_image(server: &Server, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+    let config_digest = server.push_blob(repo, b"{}");
+    let layer_digest = server.push_blob(repo, layer);
+    let manifest = image_manifest(
+        &config_digest,
+        2,
+        &[(&layer_digest, layer.len())],
+        json!({}),
+    );
+    let reply = server.push_manifest(repo, tag, OCI_MANIFEST, &manifest);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    (manifest, reply.header("docker-content-digest"))
+}
+
+#[test]
+fn registry_yaml_config_in_distribution_format() {
+    let (dir, root) = temp_root();
+    // As Distribution reads it: delete enabled, settings strata ignores are warned about.
+    let port = free_port();
+    let config = dir.path().join("config.yml");
+    let extra = "  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n";
+    std::fs::write(&config, yaml_config(port, &root, extra)).unwrap();
+    let server = Server::launch(&root, port, &["--config", config.to_str().unwrap()]);
+    let log = server.log_text();
+    for ignored in ["health", "log.fields", "storage.cache", "http.headers"] {
+        assert!(
+            log.contains(&format!("config: {ignored}: a Distribution setting")),
+            "{log}"
+        );
+    }
+    let (manifest, digest) = push_small_image(&server, "yaml/app", "v1", b"layer");
+    assert_eq!(server.get("/v2/yaml/app/manifests/v1").body, manifest);
+    let deleted = server.call(
+        "DELETE",
+        &format!("/v2/yaml/app/manifests/{digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(deleted.status, 202, "{}", deleted.text());
+    server.stop();
+
+    // Without `storage.delete`, Distribution refuses deletes: so does strata.
+    let port = free_port();
+    std::fs::write(&config, yaml_config(port, &root, "")).unwrap();
+    let server = Server::launch(&root, port, &["--config", config.to_str().unwrap()]);
+    let (_, digest) = push_small_image(&server, "yaml/app", "v2", b"layer two");
+    let layer = sha256(b"layer two");
+    for path in [
+        format!("/v2/yaml/app/manifests/{digest}"),
+        "/v2/yaml/app/manifests/v2".to_owned(),
+        format!("/v2/yaml/app/blobs/{layer}"),
+    ] {
+        let refused = server.call("DELETE", &path, &[], None);
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (405, "UNSUPPORTED"),
+            "{path}"
+        );
+    }
+    assert_eq!(server.get("/v2/yaml/app/manifests/v2").status, 200);
+    // An upload can still be cancelled.
+    let location = server
+        .call("POST", "/v2/yaml/app/blobs/uploads/", &[], None)
+        .header("location");
+    assert_eq!(server.call("DELETE", &location, &[], None).status, 204);
+    server.stop();
+
+    // A misspelt key is an error naming it, before anything listens.
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        yaml_config(free_port(), &root, "").replace("rootdirectory", "rootdir"),
+    )
+    .unwrap();
+    let std::process::Output { status, stderr, .. } = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["registry", "serve", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("bad.yml") && stderr.contains("unknown field `rootdir`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn registry_read_only_mode_serves_pulls_and_refuses_writes() {
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    let (manifest, digest) = push_small_image(&server, "ro/app", "v1", b"read-only layer");
+    let pending = server
+        .call("POST", "/v2/ro/app/blobs/uploads/", &[], None)
+        .header("location");
+    server.stop();
+
+    // The flag, then Distribution's maintenance setting in a YAML config.
+    let port = free_port();
+    let config = dir.path().join("ro.yml");
+    let extra =
+        "  delete:\n    enabled: true\n  maintenance:\n    readonly:\n      enabled: true\n";
+    std::fs::write(&config, yaml_config(port, &root, extra)).unwrap();
+    let servers = [
+        Server::start_with(&root, &["--read-only"]),
+        Server::launch(&root, port, &["--config", config.to_str().unwrap()]),
+    ];
+    for server in servers {
+        assert_eq!(server.get("/v2/ro/app/manifests/v1").body, manifest);
+        let layer = sha256(b"read-only layer");
+        assert_eq!(
+            server.get(&format!("/v2/ro/app/blobs/{layer}")).body,
+            b"read-only layer"
+        );
+        assert_eq!(server.get("/v2/ro/app/tags/list").status, 200);
+        assert_eq!(server.get(&pending).status, 204);
+        let blob = sha256(b"new");
+        let refused: [(&str, String, Option<&[u8]>); 8] = [
+            ("POST", "/v2/ro/app/blobs/uploads/".to_owned(), None),
+            (
+                "POST",
+                format!("/v2/ro/app/blobs/uploads/?digest={blob}"),
+                Some(b"new"),
+            ),
+            (
+                "POST",
+                format!("/v2/ro/other/blobs/uploads/?mount={layer}&from=ro/app"),
+                None,
+            ),
+            ("PATCH", pending.clone(), Some(b"more")),
+            ("PUT", format!("{pending}?digest={blob}"), Some(b"new")),
+            ("DELETE", pending.clone(), None),
+            ("PUT", "/v2/ro/app/manifests/v2".to_owned(), Some(&manifest)),
+            ("DELETE", format!("/v2/ro/app/manifests/{digest}"), None),
+        ];
+        for (method, path, body) in refused {
+            let reply = server.call(method, &path, &[("Content-Type", OCI_MANIFEST)], body);
+            assert_eq!(
+                (reply.status, reply.error_code().as_str()),
+                (405, "UNSUPPORTED"),
+                "{method} {path}"
+            );
+            assert_eq!(reply.header("allow"), "GET, HEAD");
+        }
+        assert_eq!(server.get("/v2/ro/other/tags/list").status, 404);
+        assert!(
+            server.get("/v2/ro/app/tags/list").json()["tags"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 1
+        );
+        server.stop();
+    }
+    // Writable again: the pending upload was kept.
+    let server = Server::start(&root);
+    assert_eq!(server.call("DELETE", &pending, &[], None).status, 204);
+    server.stop();
+}
+
 #[test]
 fn registry_serves_tls_to_curl_and_skopeo() {
     if !have("openssl", &["version"]) || !have("curl", &["--version"]) {
@@ -686,6 +871,70 @@ fn registry_pull_through_cache_fills_from_an_authenticated_upstream() {
     );
     assert_eq!(blob_files(&cache_root).len(), 3);
     cache.stop();
+}
+
+/// strata's `proxy.upstreams`: one cache in front of two registries, each under a namespace
+/// (`one/<name>` is `<name>` on the first, `mirrors/two/<name>` on the second); other
+/// repositories are local only.
+#[test]
+fn registry_pull_through_cache_by_namespace_from_two_upstreams() {
+    let (dir, cache_root) = temp_root();
+    let one = Server::start(&dir.path().join("one"));
+    let two = Server::start(&dir.path().join("two"));
+    let (manifest_one, _) = push_small_image(&one, "lib/app", "v1", b"layer from one");
+    let (manifest_two, _) = push_small_image(&two, "lib/app", "v1", b"layer from two");
+    let port = free_port();
+    let config = dir.path().join("cache.yml");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: \
+         127.0.0.1:{port}\nproxy:\n  upstreams:\n    - namespace: one\n      remoteurl: {}\n    \
+         - namespace: mirrors/two\n      remoteurl: {}\n",
+        cache_root.display(),
+        one.url(""),
+        two.url("")
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let cache = Server::launch(&cache_root, port, &["--config", config.to_str().unwrap()]);
+    assert_eq!(cache.get("/v2/one/lib/app/manifests/v1").body, manifest_one);
+    assert_eq!(
+        cache.get("/v2/mirrors/two/lib/app/manifests/v1").body,
+        manifest_two
+    );
+    let (layer_one, layer_two) = (sha256(b"layer from one"), sha256(b"layer from two"));
+    assert_eq!(
+        cache
+            .get(&format!("/v2/one/lib/app/blobs/{layer_one}"))
+            .body,
+        b"layer from one"
+    );
+    assert_eq!(
+        cache
+            .get(&format!("/v2/mirrors/two/lib/app/blobs/{layer_two}"))
+            .body,
+        b"layer from two"
+    );
+    // Each namespace reaches only its own upstream; other names reach none.
+    assert_eq!(
+        cache
+            .get(&format!("/v2/one/lib/app/blobs/{layer_two}"))
+            .status,
+        404
+    );
+    assert_eq!(cache.get("/v2/lib/app/manifests/v1").status, 404);
+    assert_eq!(cache.get("/v2/mirrors/lib/app/manifests/v1").status, 404);
+    let (local, _) = push_small_image(&cache, "local/app", "v1", b"local layer");
+    assert_eq!(cache.get("/v2/local/app/manifests/v1").body, local);
+    // The cached copy outlives its upstream.
+    one.stop();
+    assert_eq!(cache.get("/v2/one/lib/app/manifests/v1").body, manifest_one);
+    assert_eq!(
+        cache
+            .get(&format!("/v2/one/lib/app/blobs/{layer_one}"))
+            .body,
+        b"layer from one"
+    );
+    cache.stop();
+    two.stop();
 }
 
 #[test]
@@ -1802,6 +2051,70 @@ fn registry_interop_docker_push_pull() {
     server.stop();
 }
 
+/// podman (rootful, its own storage under the test's directory, vfs driver) builds a one-file
+/// image, pushes it, removes it and pulls it back: the digest podman recorded for the push is
+/// the registry's and the pulled image's, and the image ID survives the round trip.
+#[test]
+fn registry_interop_podman_push_pull() {
+    if !have("podman", &["--version"]) {
+        return;
+    }
+    let (dir, root) = temp_root();
+    let server = Server::start(&root);
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("hello.txt"),
+        b"strata registry podman interop\n",
+    )
+    .unwrap();
+    std::fs::write(
+        context.join("Containerfile"),
+        "FROM scratch\nCOPY hello.txt /\n",
+    )
+    .unwrap();
+    let storage = dir.path().join("podman-storage");
+    let run = dir.path().join("podman-run");
+    let podman = |args: &[&str]| {
+        let base = [
+            "--root",
+            storage.to_str().unwrap(),
+            "--runroot",
+            run.to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+        ];
+        run_tool("podman", &[&base[..], args].concat())
+    };
+    let image = format!("{}/interop/podman:v1", server.host());
+    podman(&["build", "-q", "-t", &image, context.to_str().unwrap()]);
+    let image_id = podman(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    let digest_file = dir.path().join("pushed-digest");
+    podman(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        digest_file.to_str().unwrap(),
+        &image,
+    ]);
+    let pushed = std::fs::read_to_string(&digest_file).unwrap();
+    let manifest = server.get("/v2/interop/podman/manifests/v1");
+    assert_eq!(manifest.status, 200);
+    assert_eq!(manifest.header("docker-content-digest"), pushed.trim());
+    assert_eq!(sha256(&manifest.body), pushed.trim());
+    podman(&["rmi", &image]);
+    podman(&["pull", "-q", "--tls-verify=false", &image]);
+    assert_eq!(
+        podman(&["image", "inspect", "--format", "{{.Id}}", &image]),
+        image_id
+    );
+    assert_eq!(
+        podman(&["image", "inspect", "--format", "{{.Digest}}", &image]).trim(),
+        pushed.trim()
+    );
+    server.stop();
+}
+
 /// An htpasswd line from `strata registry passwd`.
 fn htpasswd_entry(user: &str, password: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -2125,6 +2438,181 @@ fn registry_token_auth_grants_scopes_and_refuses_forgeries() {
 }
 
 /// A one-file rootfs tarball for `docker import` / `strata import`.
+/// `POST /token` with a form, as Docker's OAuth2 token spec.
+fn oauth_token(server: &Server, form: &[(&str, &str)]) -> Reply {
+    let body: String = form_encode(form);
+    server.call(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    )
+}
+
+fn form_encode(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(key, value)| {
+            let value: String = value
+                .bytes()
+                .map(|byte| match byte {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (byte as char).to_string()
+                    }
+                    _ => format!("%{byte:02X}"),
+                })
+                .collect();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[test]
+fn registry_token_endpoint_accepts_oauth2_password_and_refresh_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    let server = token_server(dir.path(), &root, b"0123456789abcdef0123456789abcdef");
+    let base = [("service", "strata-registry"), ("client_id", "strata-test")];
+    // Password grant with offline access: an access token and a refresh token.
+    let password = [
+        &base[..],
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+            ("access_type", "offline"),
+            ("scope", "repository:oauth/app:pull,push"),
+        ],
+    ]
+    .concat();
+    let reply = oauth_token(&server, &password);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["scope"], "repository:oauth/app:pull,push");
+    assert!(answer["expires_in"].as_u64().unwrap() >= 60);
+    let access = format!("Bearer {}", answer["access_token"].as_str().unwrap());
+    let refresh = answer["refresh_token"].as_str().unwrap().to_owned();
+    let start = server.call(
+        "POST",
+        "/v2/oauth/app/blobs/uploads/",
+        &[("Authorization", &access)],
+        None,
+    );
+    assert_eq!(start.status, 202, "{}", start.text());
+    // A refresh token is no access token.
+    let refused = server.call(
+        "GET",
+        "/v2/oauth/app/tags/list",
+        &[("Authorization", &format!("Bearer {refresh}"))],
+        None,
+    );
+    assert_eq!(refused.status, 401);
+    // The refresh grant buys a token for another scope, and gives the refresh token back.
+    let refreshed = oauth_token(
+        &server,
+        &[
+            &base[..],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("access_type", "offline"),
+                ("scope", "registry:catalog:*"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
+    let answer = refreshed.json();
+    assert_eq!(answer["refresh_token"].as_str(), Some(refresh.as_str()));
+    let catalog = server.call(
+        "GET",
+        "/v2/_catalog",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", answer["access_token"].as_str().unwrap()),
+        )],
+        None,
+    );
+    assert_eq!(catalog.status, 200, "{}", catalog.text());
+    // Grants still apply: bob may only pull, whatever he asks for.
+    let bob = oauth_token(
+        &server,
+        &[
+            &base[..],
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", "bobpw"),
+                ("scope", "repository:oauth/app:pull,push,delete"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(bob.json()["scope"], "repository:oauth/app:pull");
+    assert!(bob.json().get("refresh_token").is_none());
+    // Refusals, in OAuth2's error format.
+    let forged = refresh.replace('.', ".x");
+    for (form, status, error) in [
+        (
+            vec![
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "wrong"),
+            ],
+            401,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", forged.as_str()),
+            ],
+            401,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", access.trim_start_matches("Bearer ")),
+            ],
+            401,
+            "invalid_grant",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (vec![("grant_type", "password")], 400, "invalid_request"),
+    ] {
+        let reply = oauth_token(&server, &[&base[..], &form].concat());
+        assert_eq!(reply.status, status, "{form:?}: {}", reply.text());
+        assert_eq!(reply.json()["error"], error, "{form:?}");
+    }
+    let other_service = oauth_token(
+        &server,
+        &[
+            ("service", "elsewhere"),
+            ("client_id", "x"),
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+        ],
+    );
+    assert_eq!(other_service.status, 400);
+    let no_client = oauth_token(
+        &server,
+        &[
+            ("service", "strata-registry"),
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+        ],
+    );
+    assert_eq!(no_client.status, 400);
+    server.stop();
+}
+
 fn tiny_rootfs(dir: &Path, content: &[u8]) -> PathBuf {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -2323,6 +2811,15 @@ fn registry_large_blob_round_trip() {
     );
     assert_eq!(tail.status, 206);
     assert!(tail.body == data[20_000_000..]);
+    // A bounded range over several download chunks, starting and ending off their edges.
+    let middle = server.call(
+        "GET",
+        &format!("/v2/large/blob/blobs/{digest}"),
+        &[("Range", "bytes=1001-3000000")],
+        None,
+    );
+    assert_eq!(middle.status, 206);
+    assert!(middle.body == data[1001..=3_000_000]);
     server.stop();
 }
 
@@ -2619,6 +3116,9 @@ macro_rules! on_s3 {
 
 on_s3! {
     registry_ping_health_and_metrics => registry_s3_ping_health_and_metrics,
+    registry_yaml_config_in_distribution_format => registry_s3_yaml_config_in_distribution_format,
+    registry_read_only_mode_serves_pulls_and_refuses_writes
+        => registry_s3_read_only_mode_serves_pulls_and_refuses_writes,
     registry_large_blob_round_trip => registry_s3_large_blob_round_trip,
     registry_online_gc_sweeps_while_serving_and_spares_recent_blobs
         => registry_s3_online_gc_sweeps_while_serving_and_spares_recent_blobs,
@@ -2641,6 +3141,7 @@ on_s3! {
         => registry_s3_concurrent_identical_pushes_leave_one_copy,
     registry_interop_skopeo_copy_round_trip => registry_s3_interop_skopeo_copy_round_trip,
     registry_interop_docker_push_pull => registry_s3_interop_docker_push_pull,
+    registry_interop_podman_push_pull => registry_s3_interop_podman_push_pull,
     registry_interop_oras_push_with_subject_and_referrers
         => registry_s3_interop_oras_push_with_subject_and_referrers,
     registry_token_auth_grants_scopes_and_refuses_forgeries

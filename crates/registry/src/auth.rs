@@ -29,6 +29,7 @@ pub enum AuthError {
 pub struct Htpasswd {
     users: HashMap<String, String>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    realm: String,
 }
 
 impl Htpasswd {
@@ -61,7 +62,24 @@ impl Htpasswd {
         Ok(Htpasswd {
             users,
             verified: Mutex::new(HashSet::new()),
+            realm: REALM.to_owned(),
         })
+    }
+
+    /// Sets the realm of the Basic challenge (`auth.htpasswd.realm` of the config).
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Htpasswd {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Whether `user` has an entry.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// The realm of the Basic challenge [default: [`REALM`]].
+    pub fn realm(&self) -> &str {
+        &self.realm
     }
 
     /// Whether an `Authorization` header value carries valid Basic credentials. Blocking

@@ -140,6 +140,11 @@ impl From<StorageError> for ApiError {
                 ApiError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
                     .with_detail(json!({ "digest": digest.to_string() }))
             }
+            StorageError::ManifestBlobUnknown(digest) => ApiError::new(
+                ErrorCode::ManifestBlobUnknown,
+                "manifest references a blob unknown to the repository",
+            )
+            .with_detail(json!({ "digest": digest.to_string() })),
             StorageError::UploadUnknown(id) => ApiError::new(
                 ErrorCode::BlobUploadUnknown,
                 "blob upload unknown to registry",

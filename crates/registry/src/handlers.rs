@@ -11,17 +11,12 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use strata_oci::{Algorithm, Digest};
 use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::manifest::{self, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST};
 use crate::metrics::Metrics;
 use crate::names::{Reference, Route, is_valid_repository, parse_route};
 use crate::storage::{ByteStream, Referrer, Storage, StoredManifest};
-
-/// Read size of blob downloads: large enough that a GET of a big layer is a few thousand
-/// reads, small enough to keep per-connection memory low.
-const BLOB_READ_CHUNK: usize = 256 << 10;
 
 /// Blobs up to this size are read whole and sent as one body.
 const SMALL_BLOB: u64 = 64 << 10;
@@ -33,6 +28,10 @@ const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 pub struct AppState<S> {
     pub storage: S,
     pub metrics: Metrics,
+    /// See [`crate::ServerOptions::read_only`].
+    pub read_only: bool,
+    /// See [`crate::ServerOptions::delete_disabled`].
+    pub delete_disabled: bool,
 }
 
 type QueryParams = HashMap<String, String>;
@@ -101,6 +100,22 @@ async fn handle<S: Storage>(state: &AppState<S>, request: Request) -> Result<Res
     let storage = &state.storage;
     let headers = &parts.headers;
     let method = parts.method.clone();
+    let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if state.read_only && writes {
+        return Err(
+            ApiError::new(ErrorCode::Unsupported, "the registry is in read-only mode")
+                .with_header(header::ALLOW, header::HeaderValue::from_static("GET, HEAD")),
+        );
+    }
+    if state.delete_disabled
+        && method == Method::DELETE
+        && matches!(route, Route::Manifest { .. } | Route::Blob { .. })
+    {
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "deletes are disabled (storage.delete.enabled is false)",
+        ));
+    }
     match route {
         Route::Base if method == Method::GET || method == Method::HEAD => finish(
             response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json"),
@@ -366,7 +381,7 @@ async fn manifest_put<S: Storage>(
         media_type,
         bytes,
     };
-    storage.manifest_put(name, tag, stored, referrer).await?;
+    storage.manifest_push(name, tag, stored, referrer).await?;
     let mut builder = response(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
         .header(DIGEST_HEADER, digest.to_string())
@@ -485,24 +500,24 @@ async fn blob_get<S: Storage>(
     if head {
         return finish(builder, Body::empty());
     }
-    let (_, mut reader) = storage.blob_open(name, &digest, start).await?;
-    if length <= SMALL_BLOB {
-        // Configs and small layers: one read and one body write beat a stream.
-        let mut bytes = Vec::with_capacity(length as usize);
-        (&mut reader)
-            .take(length)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|error| {
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("reading blob {digest}: {error}"),
-                )
-            })?;
-        return finish(builder, Body::from(bytes));
+    if length > SMALL_BLOB {
+        let stream = storage.blob_stream(name, &digest, start, length).await?;
+        return finish(builder, Body::from_stream(stream));
     }
-    let stream = ReaderStream::with_capacity(reader.take(length), BLOB_READ_CHUNK);
-    finish(builder, Body::from_stream(stream))
+    // Configs and small layers: one read and one body write beat a stream.
+    let (_, reader) = storage.blob_open(name, &digest, start).await?;
+    let mut bytes = Vec::with_capacity(length as usize);
+    reader
+        .take(length)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("reading blob {digest}: {error}"),
+            )
+        })?;
+    finish(builder, Body::from(bytes))
 }
 
 fn upload_response(

@@ -6,6 +6,7 @@
 //! ([`auth`]) or Docker token authentication with a built-in token server ([`token`]).
 
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod gc;
 pub mod handlers;
@@ -86,6 +87,12 @@ pub struct ServerOptions {
     /// Docker token authentication with the built-in token server at `/token` (replaces
     /// `htpasswd`, whose users move into the token configuration).
     pub token: Option<token::TokenConfig>,
+    /// Refuse every write (pushes, deletes, upload cancels) with 405 `UNSUPPORTED`, as
+    /// Distribution's `storage.maintenance.readonly` does; pulls are served.
+    pub read_only: bool,
+    /// Refuse DELETE of manifests, tags and blobs with 405 `UNSUPPORTED` (Distribution's
+    /// `storage.delete.enabled: false`).
+    pub delete_disabled: bool,
 }
 
 /// Periodic online garbage collection.
@@ -133,7 +140,7 @@ async fn authenticate(
     if allowed {
         return next.run(request).await;
     }
-    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{}\"", auth::REALM))
+    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{}\"", htpasswd.realm()))
         .unwrap_or(HeaderValue::from_static("Basic"));
     error::ApiError::new(error::ErrorCode::Unauthorized, "authentication required")
         .with_header(header::WWW_AUTHENTICATE, challenge)
@@ -296,9 +303,12 @@ async fn token_endpoint(State(state): State<Arc<TokenState>>, request: Request) 
             match account {
                 Some(account) => account,
                 None => {
-                    let challenge =
-                        HeaderValue::from_str(&format!("Basic realm=\"{}\"", auth::REALM))
-                            .unwrap_or(HeaderValue::from_static("Basic"));
+                    let realm = config
+                        .users
+                        .as_ref()
+                        .map_or(auth::REALM, |users| users.realm());
+                    let challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+                        .unwrap_or(HeaderValue::from_static("Basic"));
                     return ApiError::new(ErrorCode::Unauthorized, "invalid credentials")
                         .with_header(header::WWW_AUTHENTICATE, challenge)
                         .into_response();
@@ -306,17 +316,7 @@ async fn token_endpoint(State(state): State<Arc<TokenState>>, request: Request) 
             }
         }
     };
-    let access: Vec<token::Access> = scopes
-        .into_iter()
-        .filter_map(|requested| {
-            let actions = config.granted(&account, &requested);
-            (!actions.is_empty()).then_some(token::Access {
-                actions,
-                ..requested
-            })
-        })
-        .collect();
-    let (token, expires_in) = config.issue(&account, access);
+    let (token, expires_in, _) = grant_token(config, &account, scopes);
     (
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::json!({
@@ -329,15 +329,169 @@ async fn token_endpoint(State(state): State<Arc<TokenState>>, request: Request) 
         .into_response()
 }
 
-/// The registry application: `/v2/...`, `/metrics` and `/healthz`.
-pub fn router<S: Storage>(storage: S, options: ServerOptions) -> Router {
-    app(new_state(storage), options)
+/// A token for `account` with, per requested resource, the requested actions some grant
+/// allows; also its lifetime and the granted scopes.
+fn grant_token(
+    config: &token::TokenConfig,
+    account: &str,
+    scopes: Vec<token::Access>,
+) -> (String, u64, Vec<String>) {
+    let access: Vec<token::Access> = scopes
+        .into_iter()
+        .filter_map(|requested| {
+            let actions = config.granted(account, &requested);
+            (!actions.is_empty()).then_some(token::Access {
+                actions,
+                ..requested
+            })
+        })
+        .collect();
+    let granted = access.iter().map(token::scope_string).collect();
+    let (token, expires_in) = config.issue(account, access);
+    (token, expires_in, granted)
 }
 
-fn new_state<S: Storage>(storage: S) -> Arc<AppState<S>> {
+/// Largest form body accepted by `POST /token`.
+const TOKEN_FORM_LIMIT: usize = 64 << 10;
+
+/// An OAuth2 error answer (`{"error", "error_description"}`).
+fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": error, "error_description": description }).to_string(),
+    )
+        .into_response()
+}
+
+/// `POST /token`: the OAuth2 form of Docker's token spec. `grant_type=password` (with
+/// `username`, `password`) or `grant_type=refresh_token` (with `refresh_token`), plus
+/// `service`, `client_id`, `scope` (space-separated) and `access_type=offline` for a refresh
+/// token in the answer.
+async fn token_post(State(state): State<Arc<TokenState>>, request: Request) -> Response {
+    use axum::http::StatusCode;
+    let config = &state.config;
+    let body = match axum::body::to_bytes(request.into_body(), TOKEN_FORM_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "unreadable or oversized form",
+            );
+        }
+    };
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&body)
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    if field("service") != Some(config.service.as_str()) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("service must be {:?}", config.service),
+        );
+    }
+    if field("client_id").is_none() {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id is required",
+        );
+    }
+    let account = match field("grant_type") {
+        Some("password") => {
+            let (Some(user), Some(password)) = (field("username"), field("password")) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                );
+            };
+            let authorization = format!(
+                "Basic {}",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{user}:{password}")
+                )
+            );
+            let checker = state.clone();
+            tokio::task::spawn_blocking(move || {
+                let users = checker.config.users.as_ref()?;
+                users.check_user(Some(&authorization))
+            })
+            .await
+            .ok()
+            .flatten()
+        }
+        Some("refresh_token") => {
+            let Some(refresh) = field("refresh_token") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
+            };
+            // A user removed from the htpasswd file can no longer refresh.
+            config.verify_refresh(refresh).ok().filter(|account| {
+                config
+                    .users
+                    .as_ref()
+                    .is_some_and(|users| users.has_user(account))
+            })
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be password or refresh_token",
+            );
+        }
+    };
+    let Some(account) = account else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+            "invalid credentials or refresh token",
+        );
+    };
+    let scopes = field("scope")
+        .unwrap_or_default()
+        .split(' ')
+        .filter_map(token::parse_scope)
+        .collect();
+    let (token, expires_in, granted) = grant_token(config, &account, scopes);
+    let mut answer = serde_json::json!({
+        "access_token": token,
+        "token": token,
+        "expires_in": expires_in,
+        "scope": granted.join(" "),
+        "issued_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    if field("access_type") == Some("offline") {
+        answer["refresh_token"] = match field("refresh_token") {
+            Some(refresh) if field("grant_type") == Some("refresh_token") => refresh.into(),
+            _ => config.issue_refresh(&account).into(),
+        };
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.to_string(),
+    )
+        .into_response()
+}
+
+/// The registry application: `/v2/...`, `/metrics` and `/healthz`.
+pub fn router<S: Storage>(storage: S, options: ServerOptions) -> Router {
+    app(new_state(storage, &options), options)
+}
+
+fn new_state<S: Storage>(storage: S, options: &ServerOptions) -> Arc<AppState<S>> {
     Arc::new(AppState {
         storage,
         metrics: metrics::Metrics::default(),
+        read_only: options.read_only,
+        delete_disabled: options.delete_disabled,
     })
 }
 
@@ -365,7 +519,10 @@ fn app<S: Storage>(state: Arc<AppState<S>>, options: ServerOptions) -> Router {
                 config.clone(),
                 authorize_token,
             ))
-            .route("/token", get(token_endpoint).with_state(config));
+            .route(
+                "/token",
+                get(token_endpoint).post(token_post).with_state(config),
+            );
     } else if let Some(htpasswd) = options.htpasswd {
         router = router.layer(middleware::from_fn_with_state(
             Arc::new(htpasswd),
@@ -392,7 +549,7 @@ pub async fn serve<S: Storage>(
             tracing::warn!("setting TCP_NODELAY: {error}");
         }
     });
-    let state = new_state(storage);
+    let state = new_state(storage, &options);
     let collector = options
         .online_gc
         .map(|gc| tokio::spawn(collect_periodically(state.clone(), gc)));
@@ -414,7 +571,7 @@ pub async fn serve_tls<S: Storage>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tls::TlsListener::new(listener, config)?;
-    let state = new_state(storage);
+    let state = new_state(storage, &options);
     let collector = options
         .online_gc
         .map(|gc| tokio::spawn(collect_periodically(state.clone(), gc)));

@@ -167,34 +167,70 @@ fn parse_challenge(text: &str) -> HashMap<String, String> {
     parameters
 }
 
-/// A storage that fills itself from an upstream registry.
+/// A storage that fills itself from upstream registries: one for every repository (Distribution's
+/// `proxy.remoteurl`), and/or one per namespace, where `<namespace>/<rest>` is fetched as
+/// `<rest>` from that namespace's registry. Repositories no upstream covers are local only.
 pub struct ProxyStorage<S> {
     inner: S,
-    upstream: Upstream,
+    /// `(namespace, upstream)`, longest namespace first; `None` covers every repository.
+    upstreams: Vec<(Option<String>, Upstream)>,
 }
 
 impl<S: Storage> ProxyStorage<S> {
+    /// A cache of one upstream for every repository.
     pub fn new(inner: S, config: UpstreamConfig) -> Result<ProxyStorage<S>, String> {
+        ProxyStorage::with_upstreams(inner, vec![(None, config)])
+    }
+
+    /// A cache of several upstreams, each for a namespace (or, with `None`, for every
+    /// repository no namespace covers).
+    pub fn with_upstreams(
+        inner: S,
+        configs: Vec<(Option<String>, UpstreamConfig)>,
+    ) -> Result<ProxyStorage<S>, String> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("strata-registry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(120))
             .build()
             .map_err(|error| error.to_string())?;
-        Ok(ProxyStorage {
-            inner,
-            upstream: Upstream {
-                config,
-                http,
-                tokens: Mutex::new(HashMap::new()),
-            },
-        })
+        let mut upstreams: Vec<(Option<String>, Upstream)> = configs
+            .into_iter()
+            .map(|(namespace, config)| {
+                let namespace = namespace.map(|namespace| namespace.trim_matches('/').to_owned());
+                let upstream = Upstream {
+                    config,
+                    http: http.clone(),
+                    tokens: Mutex::new(HashMap::new()),
+                };
+                (namespace, upstream)
+            })
+            .collect();
+        upstreams
+            .sort_by_key(|(namespace, _)| std::cmp::Reverse(namespace.as_ref().map(String::len)));
+        Ok(ProxyStorage { inner, upstreams })
+    }
+
+    /// The upstream covering `repository` and the repository's name there.
+    fn route<'a>(&'a self, repository: &str) -> Option<(&'a Upstream, String)> {
+        self.upstreams
+            .iter()
+            .find_map(|(namespace, upstream)| match namespace {
+                Some(namespace) => repository
+                    .strip_prefix(namespace.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .map(|rest| (upstream, rest.to_owned())),
+                None => Some((upstream, repository.to_owned())),
+            })
     }
 
     /// Fetches a blob upstream into the inner storage; `false` when upstream lacks it.
     async fn fill_blob(&self, repository: &str, digest: &Digest) -> StorageResult<bool> {
-        let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = match self.upstream.get(repository, &path, None).await {
+        let Some((upstream, remote)) = self.route(repository) else {
+            return Ok(false);
+        };
+        let path = format!("/v2/{remote}/blobs/{digest}");
+        let response = match upstream.get(&remote, &path, None).await {
             Ok(response) => response,
             Err(UpstreamError::NotFound) => return Ok(false),
             Err(UpstreamError::Failed(reason)) => {
@@ -223,11 +259,11 @@ impl<S: Storage> ProxyStorage<S> {
             Reference::Tag(tag) => tag.clone(),
             Reference::Digest(digest) => digest.to_string(),
         };
-        let path = format!("/v2/{repository}/manifests/{reference_text}");
-        let response = self
-            .upstream
-            .get(repository, &path, Some(MANIFEST_ACCEPT))
-            .await?;
+        let Some((upstream, remote)) = self.route(repository) else {
+            return Err(UpstreamError::NotFound);
+        };
+        let path = format!("/v2/{remote}/manifests/{reference_text}");
+        let response = upstream.get(&remote, &path, Some(MANIFEST_ACCEPT)).await?;
         let media_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -381,6 +417,18 @@ impl<S: Storage> Storage for ProxyStorage<S> {
     ) -> StorageResult<()> {
         self.inner
             .manifest_put(repository, tag, manifest, referrer)
+            .await
+    }
+
+    async fn manifest_push(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+    ) -> StorageResult<()> {
+        self.inner
+            .manifest_push(repository, tag, manifest, referrer)
             .await
     }
 

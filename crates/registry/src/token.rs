@@ -135,6 +135,9 @@ pub enum TokenError {
     Audience,
 }
 
+/// Lifetime of refresh tokens (`POST /token` with `access_type=offline`).
+pub const REFRESH_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Tolerated clock difference for `exp` and `nbf`.
 const LEEWAY: u64 = 5;
 
@@ -214,10 +217,47 @@ impl TokenConfig {
 
     fn issue_at(&self, account: &str, access: Vec<Access>, issued: u64) -> (String, u64) {
         let lifetime = self.expiration.as_secs().max(1);
+        self.sign(account, access, issued, lifetime, self.service.clone())
+    }
+
+    /// The audience of refresh tokens: never the service, so a refresh token is refused as an
+    /// access token (and an access token as a refresh token).
+    fn refresh_audience(&self) -> String {
+        format!("{}#refresh", self.service)
+    }
+
+    /// A refresh token for `account` (OAuth2 `access_type=offline`): it grants nothing itself
+    /// and buys access tokens from `POST /token` for [`REFRESH_LIFETIME`].
+    pub fn issue_refresh(&self, account: &str) -> String {
+        self.sign(
+            account,
+            Vec::new(),
+            now(),
+            REFRESH_LIFETIME.as_secs(),
+            self.refresh_audience(),
+        )
+        .0
+    }
+
+    /// The account a refresh token was issued to, when it is ours, unexpired and a refresh
+    /// token.
+    pub fn verify_refresh(&self, token: &str) -> Result<String, TokenError> {
+        let claims = self.verify_claims(token, &self.refresh_audience())?;
+        Ok(claims.sub)
+    }
+
+    fn sign(
+        &self,
+        account: &str,
+        access: Vec<Access>,
+        issued: u64,
+        lifetime: u64,
+        audience: String,
+    ) -> (String, u64) {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: account.to_owned(),
-            aud: self.service.clone(),
+            aud: audience,
             exp: issued + lifetime,
             nbf: issued.saturating_sub(1),
             iat: issued,
@@ -236,6 +276,15 @@ impl TokenConfig {
 
     /// Checks signature, algorithm, expiry, issuer and audience.
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+        let claims = self.verify_claims(token, &self.service)?;
+        Ok(Verified {
+            subject: claims.sub,
+            access: claims.access,
+            expires: claims.exp,
+        })
+    }
+
+    fn verify_claims(&self, token: &str, audience: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -268,14 +317,10 @@ impl TokenConfig {
         if claims.nbf > now + LEEWAY {
             return Err(TokenError::NotYetValid);
         }
-        if claims.aud != self.service || claims.iss != self.issuer {
+        if claims.aud != audience || claims.iss != self.issuer {
             return Err(TokenError::Audience);
         }
-        Ok(Verified {
-            subject: claims.sub,
-            access: claims.access,
-            expires: claims.exp,
-        })
+        Ok(claims)
     }
 
     /// The `WWW-Authenticate` value asking for a token, with the scope the request needs.

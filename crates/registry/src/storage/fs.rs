@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use strata_oci::{Algorithm, Digest, Digester};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncSeekExt;
 
 use super::{
     BlobReader, ByteStream, Referrer, Storage, StorageError, StorageResult, StoredManifest,
@@ -27,9 +27,53 @@ use crate::names::Reference;
 /// Written to `<root>/format`; bump when the layout changes incompatibly.
 pub const FORMAT: &str = "strata-registry-storage 1";
 
-/// Size of the write buffer of an upload: large writes keep the blocking-pool round trips of
-/// `tokio::fs` rare.
-const UPLOAD_BUFFER: usize = 1 << 20;
+/// Request-body chunks queued between the receiving task and the writing thread of an upload
+/// (hyper's chunks are up to a few hundred KiB, so this bounds an upload's memory to a few MiB).
+const WRITE_QUEUE: usize = 16;
+
+/// While a large body is written, the bytes already written are flushed to disk every
+/// [`FLUSH_EVERY`] bytes by another thread, so the fsync that commits the blob only waits for
+/// the tail instead of the whole blob: disk writeback overlaps receiving and hashing.
+const FLUSH_EVERY: u64 = 32 << 20;
+
+/// A thread running `fdatasync` on an upload's file whenever kicked (kicks during a flush
+/// coalesce into one more flush).
+struct Flusher {
+    kick: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Flusher {
+    /// Starts flushing `file` at once; `None` when no thread can be had (the commit's fsync
+    /// then does all the work).
+    fn start(file: &std::fs::File) -> Option<Flusher> {
+        let file = file.try_clone().ok()?;
+        let (kick, kicked) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("upload-flush".into())
+            .spawn(move || {
+                file.sync_data()?;
+                while kicked.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(Flusher { kick, thread })
+    }
+
+    fn kick(&self) {
+        let _ = self.kick.try_send(());
+    }
+
+    /// Waits for the flush in progress; its error, if any flush failed.
+    fn finish(self) -> io::Result<()> {
+        drop(self.kick);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")))
+    }
+}
 
 /// The running digest of an upload's data file, kept in memory between chunks so a chunked
 /// upload is hashed once. After a restart (or a failed write) it is rebuilt from the file.
@@ -245,6 +289,10 @@ impl FsStorage {
     }
 
     /// Appends `body` to the upload's data file, keeping `hasher` in step. Returns the offset.
+    ///
+    /// The request body is received on the async worker while a blocking thread writes and
+    /// hashes the chunks it is handed (moved, not copied), so receiving, hashing and writing
+    /// overlap; the queue between them is bounded ([`WRITE_QUEUE`] chunks).
     async fn append(
         &self,
         hasher: &mut UploadHasher,
@@ -252,12 +300,11 @@ impl FsStorage {
         start: Option<u64>,
         body: Option<ByteStream>,
     ) -> StorageResult<u64> {
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .open(data)
-            .await
             .map_err(io_error(data))?;
-        let mut offset = file.metadata().await.map_err(io_error(data))?.len();
+        let mut offset = file.metadata().map_err(io_error(data))?.len();
         if let Some(start) = start
             && start != offset
         {
@@ -267,29 +314,75 @@ impl FsStorage {
         let Some(mut body) = body else {
             return Ok(offset);
         };
-        let mut writer = BufWriter::with_capacity(UPLOAD_BUFFER, file);
-        let result = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(StorageError::UploadBody)?;
-                writer.write_all(&chunk).await.map_err(io_error(data))?;
-                if let Some(digester) = hasher.digester.as_mut() {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+        let mut digester = hasher.digester.take();
+        let path = data.to_owned();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut written = 0u64;
+            let mut flusher: Option<Flusher> = None;
+            let mut failure = None;
+            while let Some(chunk) = receiver.blocking_recv() {
+                if let Err(error) = file.write_all(&chunk) {
+                    // Part of the chunk may be in the file without being hashed.
+                    digester = None;
+                    failure = Some(error);
+                    break;
+                }
+                if let Some(digester) = digester.as_mut() {
                     digester.update(&chunk);
                 }
-                hasher.hashed += chunk.len() as u64;
-                offset += chunk.len() as u64;
+                let before = written;
+                written += chunk.len() as u64;
+                if before / FLUSH_EVERY != written / FLUSH_EVERY {
+                    match &flusher {
+                        Some(flusher) => flusher.kick(),
+                        None => flusher = Flusher::start(&file),
+                    }
+                }
             }
-            Ok(())
+            if let Some(flusher) = flusher
+                && let Err(error) = flusher.finish()
+            {
+                // The kernel reports a writeback error once: a later fsync of the file could
+                // succeed although bytes were lost. What this upload wrote is dropped.
+                let _ = file.set_len(0);
+                digester = None;
+                failure.get_or_insert(error);
+            }
+            match failure {
+                Some(error) => (digester, written, Err(io_error(&path)(error))),
+                None => (digester, written, Ok(())),
+            }
+        });
+        let mut received = Ok(());
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                // A closed queue means the writer failed; its error is reported below.
+                Ok(chunk) => {
+                    if sender.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    received = Err(StorageError::UploadBody(error));
+                    break;
+                }
+            }
         }
-        .await;
-        // Whatever was received is kept (the client can ask for the offset and go on).
-        let flushed = writer.flush().await.map_err(io_error(data));
-        if result.is_err() || flushed.is_err() {
-            // Bytes may have been written without being hashed, or the reverse.
-            hasher.digester = None;
-        }
-        result?;
-        flushed?;
+        drop(sender);
+        let (digester, written, stored) = writer.await.map_err(|error| StorageError::Io {
+            path: data.to_owned(),
+            source: io::Error::other(error),
+        })?;
+        // Whatever was written is kept and hashed (the client can ask for the offset and go
+        // on); after a failed write the digest is rebuilt from the file when needed.
+        hasher.digester = digester;
+        hasher.hashed += written;
+        offset += written;
         hasher.last_used = std::time::Instant::now();
+        stored?;
+        received?;
         Ok(offset)
     }
 
@@ -431,12 +524,93 @@ impl FsStorage {
         }))
     }
 
+    /// Writes a manifest (bytes, revision, referrer, tag) under the collection lock; with
+    /// `check`, first verifies its references there (see [`Storage::manifest_push`]).
+    async fn store_manifest(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+        check: bool,
+    ) -> StorageResult<()> {
+        let blob = self.blob_path(&manifest.digest);
+        let revision = self.revision_link(repository, &manifest.digest);
+        let tag_link = tag.map(|tag| self.tags_dir(repository).join(tag));
+        let referrer_link = referrer.as_ref().map(|referrer| {
+            self.referrers_dir(repository, &referrer.subject)
+                .join(format!(
+                    "{}-{}",
+                    manifest.digest.algorithm(),
+                    manifest.digest.hex()
+                ))
+        });
+        let root = self.root.clone();
+        let _commit = self.collection.read().await;
+        // The handler checked the references before taking the lock; a collection pass may
+        // have swept an unreferenced blob since. Checked again under the lock, the manifest
+        // lands only while everything it names exists (and then protects it).
+        if check {
+            self.check_references(repository, &manifest.bytes)?;
+        }
+        blocking(move || {
+            // Bytes first, then the links that make them visible.
+            if !blob.exists() {
+                write_atomic(&root, &blob, &manifest.bytes)?;
+            }
+            let revision_json = json!({ "mediaType": manifest.media_type }).to_string();
+            write_atomic(&root, &revision, revision_json.as_bytes())?;
+            if let (Some(referrer), Some(link)) = (referrer, referrer_link) {
+                write_atomic(&root, &link, referrer.descriptor.to_string().as_bytes())?;
+            }
+            if let Some(tag_link) = tag_link {
+                write_atomic(&root, &tag_link, manifest.digest.to_string().as_bytes())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// `ManifestBlobUnknown` unless every blob and child manifest `bytes` names is in
+    /// `repository`.
+    fn check_references(&self, repository: &str, bytes: &[u8]) -> StorageResult<()> {
+        let Ok(parsed) = crate::manifest::parse(bytes) else {
+            return Ok(());
+        };
+        for blob in &parsed.references.blobs {
+            if self.linked_blob_size(repository, blob)?.is_none() {
+                return Err(StorageError::ManifestBlobUnknown(blob.clone()));
+            }
+        }
+        for child in &parsed.references.manifests {
+            if read_optional(&self.revision_link(repository, child))?.is_none()
+                || !self.blob_path(child).exists()
+            {
+                return Err(StorageError::ManifestBlobUnknown(child.clone()));
+            }
+        }
+        Ok(())
+    }
+
     fn resolve_tag(&self, repository: &str, tag: &str) -> StorageResult<Option<Digest>> {
         let path = self.tags_dir(repository).join(tag);
         read_optional(&path)?
             .map(|bytes| parse_digest_file(&path, &bytes))
             .transpose()
     }
+}
+
+/// Size of the chunks of a blob download: few blocking-pool round trips for a large layer,
+/// bounded memory per connection (one chunk being read, one being sent).
+const BLOB_READ_CHUNK: u64 = 512 << 10;
+
+/// `len` bytes of `file` at `position` (a blob file is never shorter than the size it was
+/// committed with).
+fn read_exactly_at(file: &std::fs::File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = vec![0; len];
+    file.read_exact_at(&mut buffer, position)?;
+    Ok(buffer)
 }
 
 /// Writes `bytes` to `target` atomically: temp file under `<root>/tmp`, fsync, rename, fsync
@@ -512,6 +686,45 @@ impl Storage for FsStorage {
                 .map_err(io_error(&path))?;
         }
         Ok((size, Box::pin(file)))
+    }
+
+    /// Each chunk is read by one blocking-pool task straight into the buffer that becomes the
+    /// body chunk (`pread`, no intermediate buffer and copy as with `tokio::fs::File`); no
+    /// thread is held between chunks, so a slow client costs no blocking thread.
+    async fn blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+        length: u64,
+    ) -> StorageResult<ByteStream> {
+        if self.linked_blob_size(repository, digest)?.is_none() {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        let path = self.blob_path(digest);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => Arc::new(file),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(StorageError::BlobUnknown(digest.clone()));
+            }
+            Err(error) => return Err(io_error(&path)(error)),
+        };
+        let end = offset.saturating_add(length);
+        let chunks = futures_util::stream::try_unfold(offset, move |position| {
+            let file = file.clone();
+            async move {
+                if position >= end {
+                    return Ok(None);
+                }
+                let want = (end - position).min(BLOB_READ_CHUNK) as usize;
+                let chunk =
+                    tokio::task::spawn_blocking(move || read_exactly_at(&file, position, want))
+                        .await
+                        .map_err(io::Error::other)??;
+                Ok(Some((bytes::Bytes::from(chunk), position + want as u64)))
+            }
+        });
+        Ok(chunks.boxed())
     }
 
     async fn blob_unlink(&self, repository: &str, digest: &Digest) -> StorageResult<()> {
@@ -640,6 +853,17 @@ impl Storage for FsStorage {
         )
     }
 
+    async fn manifest_push(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+    ) -> StorageResult<()> {
+        self.store_manifest(repository, tag, manifest, referrer, true)
+            .await
+    }
+
     async fn manifest_put(
         &self,
         repository: &str,
@@ -647,35 +871,8 @@ impl Storage for FsStorage {
         manifest: StoredManifest,
         referrer: Option<Referrer>,
     ) -> StorageResult<()> {
-        let blob = self.blob_path(&manifest.digest);
-        let revision = self.revision_link(repository, &manifest.digest);
-        let tag_link = tag.map(|tag| self.tags_dir(repository).join(tag));
-        let referrer_link = referrer.as_ref().map(|referrer| {
-            self.referrers_dir(repository, &referrer.subject)
-                .join(format!(
-                    "{}-{}",
-                    manifest.digest.algorithm(),
-                    manifest.digest.hex()
-                ))
-        });
-        let root = self.root.clone();
-        let _commit = self.collection.read().await;
-        blocking(move || {
-            // Bytes first, then the links that make them visible.
-            if !blob.exists() {
-                write_atomic(&root, &blob, &manifest.bytes)?;
-            }
-            let revision_json = json!({ "mediaType": manifest.media_type }).to_string();
-            write_atomic(&root, &revision, revision_json.as_bytes())?;
-            if let (Some(referrer), Some(link)) = (referrer, referrer_link) {
-                write_atomic(&root, &link, referrer.descriptor.to_string().as_bytes())?;
-            }
-            if let Some(tag_link) = tag_link {
-                write_atomic(&root, &tag_link, manifest.digest.to_string().as_bytes())?;
-            }
-            Ok(())
-        })
-        .await
+        self.store_manifest(repository, tag, manifest, referrer, false)
+            .await
     }
 
     async fn manifest_delete(&self, repository: &str, reference: &Reference) -> StorageResult<()> {

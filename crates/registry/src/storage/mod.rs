@@ -38,6 +38,9 @@ pub enum StorageError {
     UploadUnknown(String),
     #[error("manifest {0} is unknown")]
     ManifestUnknown(String),
+    /// A manifest being stored names a blob that is not (or no longer) in the repository.
+    #[error("manifest references blob {0}, unknown to the repository")]
+    ManifestBlobUnknown(Digest),
     #[error("uploaded content has digest {actual}, expected {expected}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("chunk does not start at the upload's current offset {offset}")]
@@ -86,6 +89,24 @@ pub trait Storage: Send + Sync + 'static {
         digest: &Digest,
         offset: u64,
     ) -> impl Future<Output = StorageResult<(u64, BlobReader)>> + Send;
+
+    /// The `length` bytes of `digest` (linked into `repository`) from `offset`, as a stream of
+    /// chunks for a response body. Backends that can read straight into the chunks override
+    /// this; the default reads [`Storage::blob_open`] through a buffer.
+    fn blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+        length: u64,
+    ) -> impl Future<Output = StorageResult<ByteStream>> + Send {
+        async move {
+            use futures_util::StreamExt as _;
+            use tokio::io::AsyncReadExt as _;
+            let (_, reader) = self.blob_open(repository, digest, offset).await?;
+            Ok(tokio_util::io::ReaderStream::with_capacity(reader.take(length), 256 << 10).boxed())
+        }
+    }
 
     /// Removes `digest` from `repository` (the bytes stay while other repositories link them).
     fn blob_unlink(
@@ -155,7 +176,20 @@ pub trait Storage: Send + Sync + 'static {
         digest: &Digest,
     ) -> impl Future<Output = StorageResult<bool>> + Send;
 
+    /// A client's manifest push: [`Storage::manifest_put`] after checking that every blob and
+    /// child manifest it names is in `repository` (else `ManifestBlobUnknown`), the check and
+    /// the write both under the online collection's lock so no pass can sweep in between.
+    fn manifest_push(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+    ) -> impl Future<Output = StorageResult<()>> + Send;
+
     /// Stores a (validated) manifest, tags it when `tag` is given and records it as a referrer.
+    /// Does not look at what it references (a pull-through cache stores a manifest before its
+    /// blobs).
     fn manifest_put(
         &self,
         repository: &str,

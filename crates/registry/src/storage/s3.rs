@@ -489,6 +489,17 @@ impl Storage for S3Storage {
             && self.size_optional(&self.blob_key(digest)).await?.is_some())
     }
 
+    async fn manifest_push(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+    ) -> StorageResult<()> {
+        self.store_manifest(repository, tag, manifest, referrer, true)
+            .await
+    }
+
     async fn manifest_put(
         &self,
         repository: &str,
@@ -496,33 +507,8 @@ impl Storage for S3Storage {
         manifest: StoredManifest,
         referrer: Option<Referrer>,
     ) -> StorageResult<()> {
-        // Bytes first, then the links that make them visible.
-        let _commit = self.collection.read().await;
-        let blob = self.blob_key(&manifest.digest);
-        if self.size_optional(&blob).await?.is_none() {
-            self.write(&blob, manifest.bytes.clone()).await?;
-        }
-        let revision = json!({ "mediaType": manifest.media_type }).to_string();
-        self.write(
-            &self.revision_key(repository, &manifest.digest),
-            revision.into_bytes(),
-        )
-        .await?;
-        if let Some(referrer) = referrer {
-            self.write(
-                &self.referrer_key(repository, &referrer.subject, &manifest.digest),
-                referrer.descriptor.to_string().into_bytes(),
-            )
-            .await?;
-        }
-        if let Some(tag) = tag {
-            self.write(
-                &self.tags_prefix(repository).clone().join(tag),
-                manifest.digest.to_string().into_bytes(),
-            )
-            .await?;
-        }
-        Ok(())
+        self.store_manifest(repository, tag, manifest, referrer, false)
+            .await
     }
 
     async fn manifest_delete(&self, repository: &str, reference: &Reference) -> StorageResult<()> {
@@ -684,6 +670,61 @@ impl Storage for S3Storage {
             descriptors.push(serde_json::from_slice(&bytes).map_err(|error| corrupt(&key, error))?);
         }
         Ok(descriptors)
+    }
+}
+
+impl S3Storage {
+    /// Writes a manifest (bytes, revision, referrer, tag) under the collection lock; with
+    /// `check`, first verifies its references there (see [`Storage::manifest_push`]).
+    async fn store_manifest(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        manifest: StoredManifest,
+        referrer: Option<Referrer>,
+        check: bool,
+    ) -> StorageResult<()> {
+        // Bytes first, then the links that make them visible.
+        let _commit = self.collection.read().await;
+        // Checked again under the lock: a collection pass may have swept a blob since the
+        // handler looked (see the filesystem backend).
+        if check && let Ok(parsed) = crate::manifest::parse(&manifest.bytes) {
+            for blob in &parsed.references.blobs {
+                if self.linked_blob_size(repository, blob).await?.is_none() {
+                    return Err(StorageError::ManifestBlobUnknown(blob.clone()));
+                }
+            }
+            for child in &parsed.references.manifests {
+                if !Storage::manifest_exists(self, repository, child).await? {
+                    return Err(StorageError::ManifestBlobUnknown(child.clone()));
+                }
+            }
+        }
+        let blob = self.blob_key(&manifest.digest);
+        if self.size_optional(&blob).await?.is_none() {
+            self.write(&blob, manifest.bytes.clone()).await?;
+        }
+        let revision = json!({ "mediaType": manifest.media_type }).to_string();
+        self.write(
+            &self.revision_key(repository, &manifest.digest),
+            revision.into_bytes(),
+        )
+        .await?;
+        if let Some(referrer) = referrer {
+            self.write(
+                &self.referrer_key(repository, &referrer.subject, &manifest.digest),
+                referrer.descriptor.to_string().into_bytes(),
+            )
+            .await?;
+        }
+        if let Some(tag) = tag {
+            self.write(
+                &self.tags_prefix(repository).clone().join(tag),
+                manifest.digest.to_string().into_bytes(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
