@@ -76,7 +76,7 @@ WORK="$WORK" DUMP="$DUMP" STRATA="$STRATA" DOCKER="$DOCKER" ONLY="$ONLY" \
     CORPUS="$REPO_ROOT/tests/dockerfiles" \
     DEBIAN_ROOTFS="${STRATA_TEST_ROOTFS:-/var/cache/strata-test/bookworm-rootfs}" \
     python3 - <<'EOF'
-import hashlib, http.server, io, json, os, socket, subprocess, sys, tarfile, threading
+import hashlib, http.server, io, json, os, shutil, socket, subprocess, sys, tarfile, threading
 
 WORK, STRATA, DOCKER = os.environ["WORK"], os.environ["STRATA"], os.environ["DOCKER"]
 CORPUS, ONLY = os.environ["CORPUS"], os.environ["ONLY"]
@@ -153,6 +153,18 @@ def serve(directory):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+def make_git_repo(bare, work):
+    """A bare repository holding one commit (branch main) of the files in `work`, as
+    crates/cli/tests/build_corpus.rs makes it."""
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    ident = ["-c", "user.name=strata-test", "-c", "user.email=test@example.invalid"]
+    tree = ["--git-dir", bare, "--work-tree", work]
+    for args in (["init", "-q", "--bare", "-b", "main", bare], tree + ["add", "-A"],
+                 tree + ["commit", "-q", "-m", "corpus repository"],
+                 ["--git-dir", bare, "update-server-info"]):
+        must(run(["git", *ident, *args], env=env), f"git {args[0]}")
 
 def norm(name):
     """A tar member name as an absolute, normalised path."""
@@ -307,8 +319,17 @@ for name in sorted(os.listdir(CORPUS)):
     tmp = os.path.join(WORK, "tmp", name)
     os.makedirs(tmp, exist_ok=True)
     httpd = server = None
-    if expect.get("serve"):
-        httpd, server = serve(os.path.join(d, expect["serve"]))
+    if expect.get("serve") or expect.get("git_repos"):
+        # One served directory: the `serve` subdirectory's files plus the bare repositories
+        # of `git_repos` (dumb HTTP: the handler ignores git's ?service= query).
+        served = os.path.join(tmp, "served")
+        shutil.rmtree(served, ignore_errors=True)
+        if expect.get("serve"):
+            shutil.copytree(os.path.join(d, expect["serve"]), served)
+        os.makedirs(served, exist_ok=True)
+        for repo, sub in (expect.get("git_repos") or {}).items():
+            make_git_repo(os.path.join(served, repo), os.path.join(d, sub))
+        httpd, server = serve(served)
     def subst(s):
         s = s.replace("{dir}", d).replace("{tmp}", tmp)
         return s.replace("{server}", server) if server else s

@@ -677,7 +677,6 @@ fn corpus_mount_dockerfiles_build() {
         "14-run-mount-bind",
         "15-run-mount-cache",
         "16-run-mount-tmpfs",
-        "17-run-mount-secret",
         "18-run-mount-ssh",
         "19-run-network-security",
         "47-run-mount-multiple",
@@ -719,14 +718,14 @@ fn corpus_mount_dockerfiles_build() {
             }
         }
     }
-    // 17 with its secrets given (secrets are not part of the cache key: --no-cache to rerun).
-    let secret = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(secret.path(), "corpus-secret").unwrap();
-    let token = format!("id=token,src={}", secret.path().display());
-    let apikey = format!("id=apikey,src={}", secret.path().display());
+    // 17 with its secrets given (its RUNs compare them with the values of the files beside it
+    // and print only "...-ok"); the environment variable secret comes from the environment.
+    let secrets = dir.join("17-run-mount-secret");
+    let token = format!("id=token,src={}", secrets.join("token.txt").display());
+    let apikey = format!("id=apikey,src={}", secrets.join("apikey.txt").display());
     let out = strata
         .command()
-        .env("CORPUS_SECRET", "x")
+        .env("CORPUS_SECRET", "env-s3cret")
         .args([
             "build",
             "--progress",
@@ -750,8 +749,12 @@ fn corpus_mount_dockerfiles_build() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("corpus-secret"), "{stderr}");
-    assert!(stderr.lines().any(|l| l.ends_with(" set")), "{stderr}");
+    for ok in ["token-ok", "apikey-ok", "env-ok", "missing-skipped"] {
+        assert!(
+            stderr.lines().any(|l| l.ends_with(&format!(" {ok}"))),
+            "{ok}: {stderr}"
+        );
+    }
 }
 
 #[test]
