@@ -9,7 +9,7 @@
 //!
 //! Checksums of context files are kept per context directory in
 //! `<store>/build-cache/checksums/<sha256 of the context path>` (format [`CHECKSUM_FORMAT`]): a file
-//! whose size, mtime, ctime and inode are unchanged keeps its recorded checksum, so a large
+//! whose size, mtime and inode are unchanged keeps its recorded checksum, so a large
 //! unchanged context costs one `lstat` per file.
 
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ impl KeyBuilder {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct FileStamp {
     size: u64,
     mtime: i64,
@@ -64,6 +64,17 @@ struct FileStamp {
 }
 
 impl FileStamp {
+    /// Whether a file with this stamp still has the checksum recorded with `known`. The
+    /// change time is not compared: staging a COPY by hard link changes it (link count)
+    /// without changing the content; size, mtime (ns) and inode are, as git's index does
+    /// with `core.trustctime=false`.
+    fn same_file(&self, known: &FileStamp) -> bool {
+        self.size == known.size
+            && self.mtime == known.mtime
+            && self.mtime_nsec == known.mtime_nsec
+            && self.ino == known.ino
+    }
+
     fn of(meta: &std::fs::Metadata) -> FileStamp {
         FileStamp {
             size: meta.len(),
@@ -157,7 +168,7 @@ impl ChecksumCache {
         {
             let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((known, sum)) = entries.known.get(rel)
-                && *known == stamp
+                && stamp.same_file(known)
             {
                 return Ok(*sum);
             }

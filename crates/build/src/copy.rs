@@ -300,7 +300,7 @@ pub fn stage_copy(
     staging: &Path,
     state: &StageState,
     step: &PlannedStep,
-) -> Result<String, BuildError> {
+) -> Result<Staged, BuildError> {
     let name = if req.is_add { "ADD" } else { "COPY" };
     let (uid, gid) = match req.chown {
         Some(spec) => resolve_user(state, spec, true)
@@ -370,6 +370,7 @@ pub fn stage_copy(
         step,
         hardlinks: std::sync::Mutex::new(HashMap::new()),
         threaded: std::sync::atomic::AtomicBool::new(false),
+        linked: std::sync::atomic::AtomicBool::new(false),
     };
     for item in &items {
         // BuildKit copies each source on its own: hard links are kept within one source.
@@ -442,7 +443,20 @@ pub fn stage_copy(
     msg.push(' ');
     msg.push_str(req.dest);
     msg.push_str(" # buildkit");
-    Ok(msg)
+    Ok(Staged {
+        created_by: msg,
+        linked: copier.linked.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// What [`stage_copy`] staged.
+pub struct Staged {
+    /// The history `created_by`.
+    pub created_by: String,
+    /// Some staged files are hard links to their sources (whose metadata already was what
+    /// the copy gives): the staging directory may be read into the layer but must not outlive
+    /// the build, since its files change whenever their sources do.
+    pub linked: bool,
 }
 
 /// Where a non-directory source lands: `dest/name` in a destination directory, else `dest`
@@ -686,6 +700,8 @@ struct Copier<'a> {
     /// Set while subdirectories are being copied on threads: nested directories stay on
     /// their thread.
     threaded: std::sync::atomic::AtomicBool,
+    /// Whether a file was staged as a hard link to its source.
+    linked: std::sync::atomic::AtomicBool,
 }
 
 impl Copier<'_> {
@@ -743,6 +759,20 @@ impl Copier<'_> {
         target: &Path,
     ) -> Result<(), BuildError> {
         use std::os::unix::fs::OpenOptionsExt;
+        // A source that already has the owner, mode and mtime the copy would give is staged as
+        // a hard link (no data copied); the staging dir is then never kept (see `Staged`).
+        // Sources with several links are copied, so the layer's own hard links stay exact.
+        let mode = self.own.mode_for(meta.mode(), false);
+        if meta.uid() == self.own.uid
+            && meta.gid() == self.own.gid
+            && meta.mode() & 0o7777 == mode
+            && meta.nlink() == 1
+            && std::fs::hard_link(source, target).is_ok()
+        {
+            self.linked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
         let mut from = std::fs::File::open(source).map_err(|e| self.io(source.display(), e))?;
         let mut to = std::fs::OpenOptions::new()
             .write(true)

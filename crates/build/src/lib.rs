@@ -402,6 +402,9 @@ struct StepOutcome {
     /// The directory holding the layer's content (in snapshot form), if the step added one.
     layer_dir: Option<(PathBuf, bool)>,
     created_by: String,
+    /// Whether `layer_dir` may become the layer's snapshot (otherwise one is unpacked from
+    /// the layer when a later step needs it).
+    keep_dir: bool,
 }
 
 impl Engine<'_> {
@@ -810,6 +813,7 @@ impl Engine<'_> {
                 StepOutcome {
                     layer_dir: Some((upper, true)),
                     created_by,
+                    keep_dir: true,
                 }
             }
             Instruction::Copy(_) | Instruction::Add(_) => self.copy_step(step, state)?,
@@ -833,9 +837,19 @@ impl Engine<'_> {
                 let chains = strata_image::snapshot::chain_ids(&diff_ids);
                 let chain = chains.last().expect("at least the new layer");
                 let parent = chains.len().checked_sub(2).map(|i| &chains[i]);
-                let fs =
+                // Lowers stay complete only when this layer's dir becomes its snapshot.
+                if outcome.keep_dir && state.lowers.len() == state.layers.len() {
+                    let fs = strata_image::snapshot::adopt(
+                        self.store,
+                        dir,
+                        chain,
+                        parent,
+                        &layer.diff_id,
+                    )?;
+                    state.lowers.push(fs);
+                } else if outcome.keep_dir {
                     strata_image::snapshot::adopt(self.store, dir, chain, parent, &layer.diff_id)?;
-                state.lowers.push(fs);
+                }
                 state.layers.push(layer.clone());
                 Some(layer)
             }
@@ -1118,6 +1132,7 @@ impl Engine<'_> {
             return Ok(StepOutcome {
                 layer_dir: None,
                 created_by,
+                keep_dir: true,
             });
         }
         let user = state
@@ -1133,6 +1148,7 @@ impl Engine<'_> {
         Ok(StepOutcome {
             layer_dir: Some((staging, false)),
             created_by,
+            keep_dir: true,
         })
     }
 
@@ -1253,7 +1269,7 @@ impl Engine<'_> {
         let staging = self.next_dir("copy")?;
         let heredoc_dir = self.next_dir("heredoc")?;
         let downloads = self.dir.path.join("downloads");
-        let created_by = copy::stage_copy(
+        let staged = copy::stage_copy(
             &req,
             &source_root,
             &heredoc_dir,
@@ -1264,7 +1280,8 @@ impl Engine<'_> {
         )?;
         Ok(StepOutcome {
             layer_dir: Some((staging, false)),
-            created_by,
+            created_by: staged.created_by,
+            keep_dir: !staged.linked,
         })
     }
 

@@ -709,3 +709,48 @@ fn the_cache_reuses_unchanged_steps_and_reruns_what_changed() {
     let fifth = build_ok(&strata, ctx.path(), &["--progress=plain"]);
     assert_eq!(cached_headers(&fifth).len(), 4, "{fifth}");
 }
+
+/// Files a COPY stages may be hard links to the context (no data copied), but no snapshot
+/// the store keeps may share an inode with a context file: editing the context later must not
+/// change a cached layer's file system. A RUN after such a COPY sees the layer's content.
+#[test]
+fn snapshots_never_share_inodes_with_the_context() {
+    use std::os::unix::fs::MetadataExt;
+    if !can_build() {
+        return;
+    }
+    fn inodes(dir: &Path, into: &mut Vec<(u64, u64, PathBuf)>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                inodes(&entry.path(), into);
+            } else {
+                into.push((meta.dev(), meta.ino(), entry.path()));
+            }
+        }
+    }
+    let strata = store_with_busybox();
+    let ctx = context(
+        "FROM bb\nCOPY a.txt /a.txt\nRUN cat /a.txt > /seen\nCOPY b.txt /b.txt\n",
+        &[("a.txt", "one\n"), ("b.txt", "two\n")],
+    );
+    build_ok(&strata, ctx.path(), &["-t", "links"]);
+    let mut kept = Vec::new();
+    inodes(&strata.root().join("snapshots"), &mut kept);
+    for name in ["a.txt", "b.txt"] {
+        let meta = std::fs::metadata(ctx.path().join(name)).unwrap();
+        assert_eq!(meta.nlink(), 1, "{name}: the build left a link to it");
+        assert!(
+            !kept
+                .iter()
+                .any(|(dev, ino, _)| (*dev, *ino) == (meta.dev(), meta.ino())),
+            "a snapshot shares {name}'s inode"
+        );
+    }
+    // Editing the context in place changes neither the image nor what a cached RUN saw.
+    std::fs::write(ctx.path().join("a.txt"), "edited\n").unwrap();
+    let fs = unpack(&strata, "links");
+    assert_eq!(read(&fs, "a.txt"), "one\n");
+    assert_eq!(read(&fs, "seen"), "one\n");
+    assert_eq!(read(&fs, "b.txt"), "two\n");
+}
