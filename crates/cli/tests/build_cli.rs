@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::build::*;
 use common::{Strata, fixtures, free_port, have, peers_required, run_tool};
 use serde_json::Value;
 
@@ -37,37 +38,10 @@ fn store_with_busybox() -> Strata {
     let strata = Strata::new();
     let rootfs = tempfile::tempdir().unwrap();
     let dir = rootfs.path();
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::create_dir_all(dir.join("etc")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    let list = run_tool("/bin/busybox", &["--list"]);
-    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
-        }
-    }
+    busybox_tree(dir);
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     strata.ok(&["import", dir.to_str().unwrap(), "bb:latest"]);
     strata
-}
-
-/// A context directory with `files` (path, content) and a Dockerfile.
-fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
-    for (path, content) in files {
-        let p = ctx.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    ctx
-}
-
-fn build(strata: &Strata, ctx: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args: Vec<&str> = vec!["build"];
-    args.extend_from_slice(extra);
-    args.push(ctx.to_str().unwrap());
-    strata.run(&args)
 }
 
 /// Builds with plain progress; asserts success; returns stderr (the progress).
@@ -77,14 +51,6 @@ fn build_ok(strata: &Strata, ctx: &Path, extra: &[&str]) -> String {
     let out = build(strata, ctx, &args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "build failed: {stderr}");
-    stderr
-}
-
-fn build_fails(strata: &Strata, ctx: &Path, extra: &[&str]) -> String {
-    let out = build(strata, ctx, extra);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "build should have failed: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
 
@@ -102,21 +68,6 @@ fn image_ids(strata: &Strata) -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-fn mounts_mentioning(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string("/proc/mounts").unwrap();
-    let needle = path.to_str().unwrap();
-    text.lines()
-        .filter(|l| l.contains(needle))
-        .map(String::from)
-        .collect()
-}
-
-fn leftover_build_dirs(strata: &Strata) -> Vec<PathBuf> {
-    std::fs::read_dir(strata.root().join("build"))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default()
 }
 
 /// A registry on a free loopback port: `strata registry serve`, or CNCF Distribution

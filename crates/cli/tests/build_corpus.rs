@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use common::build::*;
 use common::{Strata, debian_rootfs, have, peers_required, run_tool};
 use serde::Deserialize;
 use serde_json::Value;
@@ -128,23 +129,6 @@ struct HistoryEntry {
     created_by: String,
     #[serde(default)]
     empty_layer: bool,
-}
-
-/// Whether the sandbox can run (root); skips otherwise unless STRATA_REQUIRE_PEERS=1.
-fn can_build() -> bool {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let tools = root && Path::new("/bin/busybox").is_file() && have("unshare", &["--version"]);
-    if !tools {
-        assert!(
-            !peers_required(),
-            "building needs root, /bin/busybox and unshare (STRATA_REQUIRE_PEERS=1)"
-        );
-        eprintln!("skipping: building needs root, /bin/busybox and unshare");
-    }
-    tools
 }
 
 /// A busybox-static rootfs: every applet, /etc/passwd and /etc/group with an `app` user (1000)

@@ -1,6 +1,8 @@
 //! Helpers for running the real `strata` binary against a throw-away store.
 #![allow(dead_code)]
 
+pub mod build;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
