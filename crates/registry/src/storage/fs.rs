@@ -604,6 +604,9 @@ impl FsStorage {
 /// bounded memory per connection (one chunk being read, one being sent).
 const BLOB_READ_CHUNK: u64 = 512 << 10;
 
+/// Chunks of one download read ahead of the socket.
+const BLOB_READS_IN_FLIGHT: usize = 2;
+
 /// `len` bytes of `file` at `position` (a blob file is never shorter than the size it was
 /// committed with).
 fn read_exactly_at(file: &std::fs::File, position: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -710,20 +713,22 @@ impl Storage for FsStorage {
             Err(error) => return Err(io_error(&path)(error)),
         };
         let end = offset.saturating_add(length);
-        let chunks = futures_util::stream::try_unfold(offset, move |position| {
-            let file = file.clone();
-            async move {
-                if position >= end {
-                    return Ok(None);
-                }
+        // The next chunk is read while the previous one is being sent (two reads in flight,
+        // delivered in order), so disk or page-cache reads overlap the socket writes.
+        let positions = futures_util::stream::iter((offset..end).step_by(BLOB_READ_CHUNK as usize));
+        let chunks = positions
+            .map(move |position| {
+                let file = file.clone();
                 let want = (end - position).min(BLOB_READ_CHUNK) as usize;
-                let chunk =
-                    tokio::task::spawn_blocking(move || read_exactly_at(&file, position, want))
-                        .await
-                        .map_err(io::Error::other)??;
-                Ok(Some((bytes::Bytes::from(chunk), position + want as u64)))
-            }
-        });
+                async move {
+                    let chunk =
+                        tokio::task::spawn_blocking(move || read_exactly_at(&file, position, want))
+                            .await
+                            .map_err(io::Error::other)??;
+                    Ok::<_, io::Error>(bytes::Bytes::from(chunk))
+                }
+            })
+            .buffered(BLOB_READS_IN_FLIGHT);
         Ok(chunks.boxed())
     }
 
