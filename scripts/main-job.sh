@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: a real Debian rootfs (debootstrap) imported into the
 # strata store, served by strata's own registry, pulled back into a fresh store, saved as an
-# archive, and proved by `docker load` + `docker run`.
+# archive, and proved by `docker load` + `docker run`; then `strata build` of a small Dockerfile
+# FROM that image (RUN, COPY, CMD), saved and run by docker the same way.
 # Usage: scripts/main-job.sh [OUTPUT.tar]   (default: ./debian-strata.tar; STRATA=BIN skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,3 +44,16 @@ ls -l "$out"
 echo "== docker load + docker run"
 docker load -i "$out"
 docker run --rm "$image" cat /etc/debian_version
+echo "== strata build FROM the pulled image (RUN, COPY, CMD), then docker run it"
+mkdir -p "$work/ctx"
+echo "built by strata from a Dockerfile" > "$work/ctx/message.txt"
+cat > "$work/ctx/Dockerfile" <<DOCKERFILE
+FROM $image
+RUN echo "debian \$(cat /etc/debian_version)" > /etc/strata-build
+COPY message.txt /srv/message.txt
+CMD ["sh", "-c", "cat /srv/message.txt /etc/strata-build"]
+DOCKERFILE
+"$strata" --root "$work/pulled" build --progress=plain -t strata-demo/built:1 "$work/ctx"
+"$strata" --root "$work/pulled" save -o "$work/built.tar" strata-demo/built:1
+docker load -i "$work/built.tar"
+docker run --rm strata-demo/built:1
