@@ -739,12 +739,12 @@ impl Engine<'_> {
         let key = self.step_key(step, state)?;
         match &step.instruction {
             Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
-                self.layer_step(vertex, step, state, key)
+                self.layer_step(vertex, step, state, key, String::new())
             }
             Instruction::Workdir(_) => {
                 let created_by = config::apply(&step.instruction, step, state)?
                     .ok_or_else(|| step_error(step, "WORKDIR without a history entry"))?;
-                self.layer_step_with(vertex, step, state, key, created_by)
+                self.layer_step(vertex, step, state, key, created_by)
             }
             other => {
                 let created_by = config::apply(other, step, state)?;
@@ -759,18 +759,9 @@ impl Engine<'_> {
         }
     }
 
-    fn layer_step(
-        &self,
-        vertex: usize,
-        step: &PlannedStep,
-        state: &mut StageState,
-        key: Option<Digest>,
-    ) -> Result<bool> {
-        self.layer_step_with(vertex, step, state, key, String::new())
-    }
-
     /// A step that may add a layer: taken from the cache when its key is there, run otherwise.
-    fn layer_step_with(
+    /// `workdir_created_by` is WORKDIR's history entry (empty for the other instructions).
+    fn layer_step(
         &self,
         vertex: usize,
         step: &PlannedStep,
@@ -837,8 +828,9 @@ impl Engine<'_> {
                 let chains = strata_image::snapshot::chain_ids(&diff_ids);
                 let chain = chains.last().expect("at least the new layer");
                 let parent = chains.len().checked_sub(2).map(|i| &chains[i]);
-                // Lowers stay complete only when this layer's dir becomes its snapshot.
-                if outcome.keep_dir && state.lowers.len() == state.layers.len() {
+                // The lowers were completed before the step ran; they stay complete when this
+                // layer's dir becomes its snapshot, else one is unpacked when needed.
+                if outcome.keep_dir {
                     let fs = strata_image::snapshot::adopt(
                         self.store,
                         dir,
@@ -847,8 +839,6 @@ impl Engine<'_> {
                         &layer.diff_id,
                     )?;
                     state.lowers.push(fs);
-                } else if outcome.keep_dir {
-                    strata_image::snapshot::adopt(self.store, dir, chain, parent, &layer.diff_id)?;
                 }
                 state.layers.push(layer.clone());
                 Some(layer)
