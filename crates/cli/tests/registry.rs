@@ -596,20 +596,24 @@ fn registry_serves_tls_to_curl_and_skopeo() {
         ],
     );
     let url = format!("https://{addr}/v2/");
-    let code = run_tool(
-        "curl",
-        &[
-            "-sS",
-            "--cacert",
-            cert.to_str().unwrap(),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &url,
-        ],
-    );
-    assert_eq!(code, "200");
+    // HTTP/2 is negotiated by ALPN when the client offers it; HTTP/1.1 otherwise.
+    for (flag, expected) in [("--http2", "200 2"), ("--http1.1", "200 1.1")] {
+        let answer = run_tool(
+            "curl",
+            &[
+                "-sS",
+                flag,
+                "--cacert",
+                cert.to_str().unwrap(),
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                &url,
+            ],
+        );
+        assert_eq!(answer, expected, "curl {flag}");
+    }
     // Plain HTTP to the TLS port gets no registry answer.
     assert!(ureq::get(&server.url("/v2/")).call().is_err());
 
