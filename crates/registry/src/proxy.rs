@@ -277,8 +277,13 @@ impl Fill {
         length.wait_for(Option::is_some).await.ok().and_then(|l| *l)
     }
 
-    /// Completes when the download is over.
+    /// Completes when the download is over. Declines the stream the download offers, if no
+    /// `GET` took it yet: the download would otherwise wait for a taker that is not coming.
     async fn finished(&self) {
+        // The offer, if any, is made before the length is published.
+        if self.length().await.is_some() {
+            drop(lock(&self.offered).take());
+        }
         let mut length = self.length.clone();
         while length.changed().await.is_ok() {}
     }
