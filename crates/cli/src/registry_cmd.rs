@@ -71,6 +71,15 @@ pub struct ServeArgs {
     /// User name for the upstream registry (password: STRATA_PROXY_PASSWORD)
     #[arg(long, value_name = "USER", requires = "proxy_remote")]
     proxy_username: Option<String>,
+    /// How long a cached tag is served without asking upstream; after it a HEAD checks the
+    /// tag (seconds or 30s/5m/1h; replaces the config's proxy.ttl) [default: 5m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    proxy_ttl: Option<Duration>,
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    strata_registry::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (seconds, or like 30s, 5m, 1h30m)"))
 }
 
 #[derive(Args)]
@@ -262,8 +271,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         read_only,
         delete_disabled: config.delete_enabled == Some(false),
     };
-    // The flag replaces the config's upstream for every repository; namespaces stay.
+    // The flags replace the config's upstream for every repository and its proxy.ttl;
+    // namespaces, and the ttl a namespace sets, stay.
     let proxy_settings = config.proxy.unwrap_or_default();
+    let tag_ttl = args
+        .proxy_ttl
+        .or(proxy_settings.ttl)
+        .unwrap_or(strata_registry::proxy::DEFAULT_TAG_TTL);
     let mut proxy = Vec::new();
     match args.proxy_remote {
         Some(url) => proxy.push((
@@ -272,6 +286,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 url,
                 username: args.proxy_username,
                 password: std::env::var("STRATA_PROXY_PASSWORD").ok(),
+                tag_ttl,
             },
         )),
         None => {
@@ -282,6 +297,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                         url,
                         username: proxy_settings.username,
                         password: proxy_settings.password,
+                        tag_ttl,
                     },
                 ));
             }
@@ -294,6 +310,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 url: upstream.url,
                 username: upstream.username,
                 password: upstream.password,
+                tag_ttl: upstream.ttl.unwrap_or(tag_ttl),
             },
         ));
     }
@@ -329,9 +346,12 @@ async fn listen<S: strata_registry::Storage>(
         .with_context(|| format!("listening on {addr}"))?;
     let upstreams: Vec<String> = proxy
         .iter()
-        .map(|(namespace, upstream)| match namespace {
-            Some(namespace) => format!("{namespace}/=>{}", upstream.url),
-            None => upstream.url.clone(),
+        .map(|(namespace, upstream)| {
+            let ttl = upstream.tag_ttl.as_secs_f64();
+            match namespace {
+                Some(namespace) => format!("{namespace}/=>{} (tag ttl {ttl}s)", upstream.url),
+                None => format!("{} (tag ttl {ttl}s)", upstream.url),
+            }
         })
         .collect();
     tracing::info!(

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{free_port, have, peers_required, run_tool, sha256};
@@ -939,6 +940,515 @@ fn registry_pull_through_cache_by_namespace_from_two_upstreams() {
     );
     cache.stop();
     two.stop();
+}
+
+/// CNCF Distribution (Debian's `docker-registry`) as a pull-through cache's upstream, with its
+/// access log kept so a test can count the requests the cache sent; killed on drop.
+struct Distribution {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+    syncs: std::cell::Cell<u32>,
+}
+
+const DISTRIBUTION: &str = "/usr/bin/docker-registry";
+
+impl Distribution {
+    /// Serves storage under `dir`; `None` (skip) when the binary is missing.
+    fn start(dir: &Path) -> Option<Distribution> {
+        if !Path::new(DISTRIBUTION).exists() {
+            assert!(
+                !peers_required(),
+                "{DISTRIBUTION} is required (STRATA_REQUIRE_PEERS=1): apt-get install docker-registry"
+            );
+            eprintln!("skipping: {DISTRIBUTION} not installed");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: \
+                 {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        // The access log (one line per request) goes to stdout, the rest to stderr.
+        let log = dir.join("distribution.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(DISTRIBUTION)
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let registry = Distribution {
+            child: Some(child),
+            port,
+            log,
+            syncs: std::cell::Cell::new(0),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&registry.url("/v2/")).call().is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(registry)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Monolithic upload: POST, then PUT to the (absolute, already query-carrying) location.
+    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let start = ureq::post(&self.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .call()
+            .unwrap();
+        assert_eq!(start.status(), 202);
+        let location = start.header("location").unwrap().to_owned();
+        let done = ureq::put(&format!("{location}&digest={digest}"))
+            .send_bytes(data)
+            .unwrap();
+        assert_eq!(done.status(), 201);
+        digest
+    }
+
+    /// Pushes a one-layer image as `repo:tag`; returns the manifest and its digest.
+    fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+        let config = self.push_blob(repo, b"{}");
+        let layer_digest = self.push_blob(repo, layer);
+        let manifest = image_manifest(&config, 2, &[(&layer_digest, layer.len())], json!({}));
+        let put = ureq::put(&self.url(&format!("/v2/{repo}/manifests/{tag}")))
+            .set("Content-Type", OCI_MANIFEST)
+            .send_bytes(&manifest)
+            .unwrap();
+        assert_eq!(put.status(), 201);
+        let digest = sha256(&manifest);
+        (manifest, digest)
+    }
+
+    /// How many `METHOD PATH` requests the access log shows, once it holds every request
+    /// answered so far (a marker request of our own is in it).
+    fn requests(&self, method: &str, path: &str) -> usize {
+        self.syncs.set(self.syncs.get() + 1);
+        let marker = format!("/v2/?sync={}", self.syncs.get());
+        ureq::get(&self.url(&marker)).call().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(&format!("\"GET {marker} HTTP/1.1\"")) {
+                let line = format!("\"{method} {path} HTTP/1.1\"");
+                return log.matches(&line).count();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access log line for {marker}: {}",
+                log.lines()
+                    .filter(|l| !l.starts_with("time="))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A tag is served from the cache without asking upstream within its TTL (`proxy.ttl`, or a
+/// namespace's own `ttl`), checked with a HEAD after it (a GET only when it changed upstream),
+/// and served from the cache when upstream no longer has it or is down. Distribution's access
+/// log counts what the cache asked.
+#[test]
+fn registry_pull_through_cache_rechecks_tags_with_head_after_the_ttl() {
+    let (dir, cache_root) = temp_root();
+    let Some(upstream) = Distribution::start(&dir.path().join("upstream")) else {
+        return;
+    };
+    let (first, first_digest) = upstream.push_image("library/app", "v1", b"first layer");
+    let port = free_port();
+    let config = dir.path().join("cache.yml");
+    let proxy = format!(
+        "proxy:\n  ttl: 1h\n  upstreams:\n    - {{namespace: long, remoteurl: \"{url}\"}}\n    \
+         - {{namespace: short, remoteurl: \"{url}\", ttl: 1s}}\n",
+        url = upstream.url("")
+    );
+    std::fs::write(&config, yaml_config(port, &cache_root, &proxy)).unwrap();
+    let cache = Server::launch(&cache_root, port, &["--config", config.to_str().unwrap()]);
+    assert!(!cache.log_text().contains("proxy.ttl"), "not ignored");
+    let tag = "/v2/library/app/manifests/v1";
+    let pull = |namespace: &str| {
+        let reply = cache.get(&format!("/v2/{namespace}/library/app/manifests/v1"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        (reply.body.clone(), reply.header("docker-content-digest"))
+    };
+    let past_ttl = || std::thread::sleep(Duration::from_millis(1200));
+
+    // (a) Within the TTL: one GET upstream, then nothing, for GETs and HEADs alike.
+    assert_eq!(pull("long"), (first.clone(), first_digest.clone()));
+    assert_eq!(pull("long").0, first);
+    let head = cache.call("HEAD", "/v2/long/library/app/manifests/v1", &[], None);
+    assert_eq!(head.header("docker-content-digest"), first_digest);
+    assert_eq!(upstream.requests("GET", tag), 1);
+    assert_eq!(upstream.requests("HEAD", tag), 0);
+
+    // (b) After the TTL an unchanged tag costs a HEAD, no GET.
+    assert_eq!(pull("short").0, first);
+    assert_eq!(upstream.requests("GET", tag), 2);
+    past_ttl();
+    assert_eq!(pull("short").0, first);
+    assert_eq!(upstream.requests("HEAD", tag), 1);
+    assert_eq!(upstream.requests("GET", tag), 2);
+
+    // (c) Pushed again upstream: after the TTL the HEAD sees the new digest and it is fetched;
+    // the long-TTL namespace keeps serving what it checked, without asking.
+    let (second, second_digest) = upstream.push_image("library/app", "v1", b"second layer");
+    assert_ne!(second_digest, first_digest);
+    past_ttl();
+    assert_eq!(pull("short"), (second.clone(), second_digest.clone()));
+    assert_eq!(upstream.requests("HEAD", tag), 2);
+    assert_eq!(upstream.requests("GET", tag), 3);
+    assert_eq!(pull("long").0, first);
+    assert_eq!(upstream.requests("HEAD", tag), 2);
+    assert_eq!(upstream.requests("GET", tag), 3);
+    let layer = cache.get(&format!(
+        "/v2/short/library/app/blobs/{}",
+        sha256(b"second layer")
+    ));
+    assert_eq!(layer.body, b"second layer");
+
+    // A tag gone upstream (its manifest deleted there): the cached copy is still served.
+    let delete = ureq::delete(&upstream.url(&format!("/v2/library/app/manifests/{second_digest}")))
+        .call()
+        .unwrap();
+    assert_eq!(delete.status(), 202);
+    past_ttl();
+    assert_eq!(pull("short"), (second.clone(), second_digest.clone()));
+    assert_eq!(upstream.requests("HEAD", tag), 3);
+    assert_eq!(upstream.requests("GET", tag), 3);
+    assert!(cache.log_text().contains("tag no longer upstream"));
+
+    // (d) Upstream down: both namespaces serve their cached tags.
+    upstream.stop();
+    past_ttl();
+    assert_eq!(pull("short"), (second, second_digest));
+    assert_eq!(pull("long"), (first, first_digest));
+    assert!(cache.log_text().contains("upstream tag check: "));
+    cache.stop();
+}
+
+/// Deterministic bytes that do not compress or repeat.
+fn noise(size: usize, seed: u8) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(size + 32);
+    let mut block = Sha256::digest([seed]).to_vec();
+    while bytes.len() < size {
+        block = Sha256::digest(&block).to_vec();
+        bytes.extend_from_slice(&block);
+    }
+    bytes.truncate(size);
+    bytes
+}
+
+/// A large blob is fetched once upstream however many clients ask at the same time, streamed
+/// to one of them while it is cached, and served from the cache once upstream is gone; ranges
+/// and HEADs on blobs not cached yet are answered too.
+#[test]
+fn registry_pull_through_cache_streams_large_blobs_once() {
+    let (dir, cache_root) = temp_root();
+    let Some(upstream) = Distribution::start(&dir.path().join("upstream")) else {
+        return;
+    };
+    let large = noise(12 << 20, 1);
+    let ranged = noise(3 << 20, 2);
+    let headed = noise(2 << 20, 3);
+    let large_digest = upstream.push_blob("lib/app", &large);
+    let ranged_digest = upstream.push_blob("lib/app", &ranged);
+    let headed_digest = upstream.push_blob("lib/app", &headed);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cache = Server::launch(
+        &cache_root,
+        port,
+        &[
+            "--addr",
+            &addr,
+            "--root",
+            cache_root.to_str().unwrap(),
+            "--proxy-remote",
+            &upstream.url(""),
+            "--proxy-ttl",
+            "10m",
+        ],
+    );
+    assert!(
+        cache.log_text().contains("tag ttl 600s"),
+        "{}",
+        cache.log_text()
+    );
+
+    let blob_path = format!("/v2/lib/app/blobs/{large_digest}");
+    let url = cache.url(&blob_path);
+    let pulls: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let response = ureq::get(&url).call().unwrap();
+                let mut body = Vec::new();
+                response.into_reader().read_to_end(&mut body).unwrap();
+                sha256(&body)
+            })
+        })
+        .collect();
+    for pull in pulls {
+        assert_eq!(pull.join().unwrap(), large_digest);
+    }
+    assert_eq!(upstream.requests("GET", &blob_path), 1);
+    assert!(
+        cache
+            .log_text()
+            .contains("streaming blob from upstream while caching it"),
+        "{}",
+        cache.log_text()
+    );
+
+    let range = cache.call(
+        "GET",
+        &format!("/v2/lib/app/blobs/{ranged_digest}"),
+        &[("Range", "bytes=1048576-1048675")],
+        None,
+    );
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, &ranged[1 << 20..(1 << 20) + 100]);
+    let head = cache.call(
+        "HEAD",
+        &format!("/v2/lib/app/blobs/{headed_digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), (2 << 20).to_string());
+    // What the HEAD started is fetched once, whether the next GET streams it or waits for it.
+    assert_eq!(
+        sha256(
+            &cache
+                .get(&format!("/v2/lib/app/blobs/{headed_digest}"))
+                .body
+        ),
+        headed_digest
+    );
+    assert_eq!(
+        upstream.requests("GET", &format!("/v2/lib/app/blobs/{headed_digest}")),
+        1
+    );
+
+    upstream.stop();
+    assert_eq!(sha256(&cache.get(&blob_path).body), large_digest);
+    assert_eq!(
+        sha256(
+            &cache
+                .get(&format!("/v2/lib/app/blobs/{ranged_digest}"))
+                .body
+        ),
+        ranged_digest
+    );
+    let cached = blob_files(&cache_root);
+    for digest in [&large_digest, &ranged_digest, &headed_digest] {
+        assert!(
+            cached.contains(&digest[7..].to_owned()),
+            "{digest} in {cached:?}"
+        );
+    }
+    cache.stop();
+}
+
+/// A hand-written upstream for what Distribution does not do on demand: it serves `blobs`
+/// (path -> bytes, which need not match the digest in the path), and holds the body of
+/// `paused` after its first half until [`ScriptedUpstream::release`]. Logs `METHOD PATH`.
+struct ScriptedUpstream {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    release: std::sync::mpsc::Sender<()>,
+    /// Whether the paused body was sent on because nobody released it in time.
+    gave_up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ScriptedUpstream {
+    fn start(blobs: HashMap<String, Vec<u8>>, paused: &str) -> ScriptedUpstream {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let gave_up: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let (blobs, paused) = (Arc::new(blobs), paused.to_owned());
+        let (served, waited) = (log.clone(), gave_up.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (blobs, paused, served, waited, released) = (
+                    blobs.clone(),
+                    paused.clone(),
+                    served.clone(),
+                    waited.clone(),
+                    released.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let mut request = String::new();
+                    reader.read_line(&mut request).unwrap();
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                        header.clear();
+                    }
+                    let mut parts = request.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_owned();
+                    let path = parts.next().unwrap_or_default().to_owned();
+                    served.lock().unwrap().push(format!("{method} {path}"));
+                    let Some(body) = blobs.get(&path) else {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: \
+                         application/octet-stream\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(head.as_bytes()).unwrap();
+                    if method != "GET" {
+                        return;
+                    }
+                    if path == paused {
+                        let half = body.len() / 2;
+                        stream.write_all(&body[..half]).unwrap();
+                        stream.flush().unwrap();
+                        let wait = released
+                            .lock()
+                            .unwrap()
+                            .recv_timeout(Duration::from_secs(60));
+                        if wait.is_err() {
+                            waited.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        let _ = stream.write_all(&body[half..]);
+                    } else {
+                        let _ = stream.write_all(body);
+                    }
+                });
+            }
+        });
+        ScriptedUpstream {
+            port,
+            log,
+            release,
+            gave_up,
+        }
+    }
+
+    fn requests(&self, line: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == line)
+            .count()
+    }
+}
+
+/// The first pull of a large blob gets its first bytes while upstream has not sent the rest
+/// yet (upstream waits for the client to have them; no timing involved), and the cache keeps
+/// the blob. A blob whose bytes do not match its digest is not cached, and the client's body
+/// ends in an error instead of completing.
+#[test]
+fn registry_pull_through_cache_streams_before_upstream_finishes_and_refuses_bad_bytes() {
+    let (_dir, cache_root) = temp_root();
+    let good = noise(4 << 20, 4);
+    let good_digest = sha256(&good);
+    let bad_large_digest = sha256(&noise(3 << 20, 5));
+    let mut bad_large = noise(3 << 20, 5);
+    bad_large[2 << 20] ^= 0xff;
+    let bad_small_digest = sha256(b"small blob");
+    let path = |digest: &str| format!("/v2/lib/app/blobs/{digest}");
+    let upstream = ScriptedUpstream::start(
+        HashMap::from([
+            (path(&good_digest), good.clone()),
+            (path(&bad_large_digest), bad_large),
+            (path(&bad_small_digest), b"small blub".to_vec()),
+        ]),
+        &path(&good_digest),
+    );
+    let cache = Server::start_with(
+        &cache_root,
+        &[
+            "--proxy-remote",
+            &format!("http://127.0.0.1:{}", upstream.port),
+        ],
+    );
+
+    let response = ureq::get(&cache.url(&path(&good_digest))).call().unwrap();
+    assert_eq!(response.header("content-length"), Some("4194304"));
+    let mut reader = response.into_reader();
+    let mut body = vec![0; 256 << 10];
+    reader.read_exact(&mut body).unwrap();
+    upstream.release.send(()).unwrap();
+    reader.read_to_end(&mut body).unwrap();
+    assert!(
+        !upstream.gave_up.load(std::sync::atomic::Ordering::SeqCst),
+        "the client got no bytes before upstream sent the whole blob"
+    );
+    assert_eq!(sha256(&body), good_digest);
+    assert_eq!(sha256(&cache.get(&path(&good_digest)).body), good_digest);
+    assert_eq!(upstream.requests(&format!("GET {}", path(&good_digest))), 1);
+    assert!(blob_files(&cache_root).contains(&good_digest[7..].to_owned()));
+
+    // Wrong bytes, streamed: the body is cut short of its length; nothing is kept.
+    for attempt in 1..=2 {
+        let response = ureq::get(&cache.url(&path(&bad_large_digest)))
+            .call()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = Vec::new();
+        let read = response.into_reader().read_to_end(&mut body);
+        assert!(
+            read.is_err(),
+            "a complete body of wrong bytes ({} bytes)",
+            body.len()
+        );
+        assert!(body.len() < 3 << 20);
+        assert_eq!(
+            upstream.requests(&format!("GET {}", path(&bad_large_digest))),
+            attempt
+        );
+    }
+    // Wrong bytes, small (fetched whole before answering): unknown.
+    let small = cache.get(&path(&bad_small_digest));
+    assert_eq!(small.status, 404);
+    assert_eq!(small.error_code(), "BLOB_UNKNOWN");
+    let cached = blob_files(&cache_root);
+    assert!(!cached.contains(&bad_large_digest[7..].to_owned()));
+    assert!(!cached.contains(&bad_small_digest[7..].to_owned()));
+    assert!(cache.log_text().contains("upstream blob not cached"));
+    cache.stop();
 }
 
 #[test]

@@ -62,6 +62,9 @@ pub struct ProxySettings {
     pub password: Option<String>,
     /// strata: `<namespace>/<rest>` is fetched as `<rest>` from the namespace's registry.
     pub upstreams: Vec<NamespaceUpstream>,
+    /// `proxy.ttl`, read by strata as how long a cached tag is served without asking upstream
+    /// (Distribution: how long cached content is kept); the default for every upstream.
+    pub ttl: Option<Duration>,
 }
 
 /// One entry of `proxy.upstreams`.
@@ -73,6 +76,16 @@ pub struct NamespaceUpstream {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// This upstream's tag TTL (else `proxy.ttl`).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub ttl: Option<Duration>,
+}
+
+/// A present duration field, as [`Seconds`] reads it.
+fn optional_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    Seconds::deserialize(deserializer).map(|Seconds(duration)| Some(duration))
 }
 
 /// A configuration file, resolved; `None` means "not set here" (flags and defaults apply).
@@ -402,7 +415,8 @@ struct ProxySection {
     password: Option<String>,
     /// strata: upstreams by namespace.
     upstreams: Option<Vec<NamespaceUpstream>>,
-    ttl: Option<Value>,
+    /// strata: how long a cached tag is served without asking upstream.
+    ttl: Option<Seconds>,
 }
 
 #[derive(Deserialize)]
@@ -635,7 +649,6 @@ impl DistributionConfig {
             }
         }
         if let Some(proxy) = self.proxy {
-            ignored(warnings, &[("proxy.ttl", &proxy.ttl)]);
             let upstreams = proxy.upstreams.unwrap_or_default();
             if proxy.remoteurl.is_none() && upstreams.is_empty() {
                 return Err("proxy: needs remoteurl or upstreams".to_owned());
@@ -660,6 +673,7 @@ impl DistributionConfig {
                 username: proxy.username,
                 password: proxy.password,
                 upstreams,
+                ttl: proxy.ttl.map(|Seconds(duration)| duration),
             });
         }
         if let Some(gc) = self.gc {
@@ -741,6 +755,7 @@ impl LegacyConfig {
                 username: proxy.username,
                 password: proxy.password,
                 upstreams: Vec::new(),
+                ttl: None,
             }),
             read_only: self.read_only.unwrap_or(false),
             ..Config::default()
@@ -805,8 +820,9 @@ proxy:
   remoteurl: "http://127.0.0.1:5002"
   username: u
   password: p
+  ttl: 168h
   upstreams:
-    - {namespace: hub, remoteurl: "https://registry-1.docker.io"}
+    - {namespace: hub, remoteurl: "https://registry-1.docker.io", ttl: 30s}
     - {namespace: mirrors/ghcr, remoteurl: "https://ghcr.io", username: g, password: h}
 gc: {interval: 1h30m, grace: 600}
 "#;
@@ -829,6 +845,10 @@ gc: {interval: 1h30m, grace: 600}
         assert_eq!(proxy.url.as_deref(), Some("http://127.0.0.1:5002"));
         assert_eq!(proxy.upstreams[1].namespace, "mirrors/ghcr");
         assert_eq!(proxy.upstreams[1].username.as_deref(), Some("g"));
+        assert_eq!(proxy.ttl, Some(Duration::from_secs(168 * 3600)));
+        assert_eq!(proxy.upstreams[0].ttl, Some(Duration::from_secs(30)));
+        assert_eq!(proxy.upstreams[1].ttl, None);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         assert_eq!(config.gc_interval, Some(Duration::from_secs(5400)));
         assert_eq!(config.gc_grace, Some(Duration::from_secs(600)));
     }
@@ -889,6 +909,14 @@ gc: {interval: 1h30m, grace: 600}
                 "version: 0.1\nproxy: {upstreams: [{namespace: a, remoteurl: x}, \
                  {namespace: a, remoteurl: y}]}\n",
                 "appears twice",
+            ),
+            (
+                "version: 0.1\nproxy: {remoteurl: x, ttl: soon}\n",
+                "invalid duration \"soon\"",
+            ),
+            (
+                "version: 0.1\nproxy: {upstreams: [{namespace: a, remoteurl: x, ttl: 1y}]}\n",
+                "invalid duration \"1y\"",
             ),
             ("version: 0.1\nlog: {level: loud}\n", "log.level"),
             ("{\"adr\": \"127.0.0.1:1\"}", "unknown field `adr`"),
