@@ -1,0 +1,157 @@
+//! Greedy LZ77 over a piece of input: one probe of a hash table per position tried.
+
+use crate::tables::{LENGTH_CODE, dist_code};
+
+/// Deflate's window and match lengths.
+const WINDOW: usize = 32 * 1024;
+const MIN_MATCH: usize = 4;
+const MAX_MATCH: usize = 258;
+const HASH_BITS: u32 = 15;
+/// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ...
+const SKIP_SHIFT: u32 = 5;
+/// Matches start at least this far before the end, so 8-byte reads stay inside the input.
+const TAIL: usize = 8;
+
+/// Literals, then (if `length` is not 0) a match.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sequence {
+    pub(crate) literals: u32,
+    pub(crate) length: u16,
+    pub(crate) distance: u16,
+}
+
+/// A block's sequences and symbol counts (literal/length and distance alphabets).
+pub(crate) struct Block {
+    pub(crate) sequences: Vec<Sequence>,
+    pub(crate) litlen: [u32; 286],
+    pub(crate) dist: [u32; 30],
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block {
+            sequences: Vec::with_capacity(crate::BLOCK / MIN_MATCH + 1),
+            litlen: [0; 286],
+            dist: [0; 30],
+        }
+    }
+}
+
+pub(crate) struct Matcher {
+    /// Last position (in the input) seen with each hash of 4 bytes.
+    table: Vec<u32>,
+}
+
+#[inline(always)]
+fn read_u32(data: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"))
+}
+
+#[inline(always)]
+fn read_u64(data: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"))
+}
+
+#[inline(always)]
+fn hash(four: u32) -> usize {
+    (four.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+}
+
+/// How many bytes agree at `a` and `b` (`a < b`), at most `max`; `b + max <= data.len()`.
+#[inline(always)]
+fn common_length(data: &[u8], a: usize, b: usize, max: usize) -> usize {
+    let mut len = 0;
+    while len + 8 <= max {
+        let x = read_u64(data, a + len) ^ read_u64(data, b + len);
+        if x != 0 {
+            return len + (x.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    while len < max && data[a + len] == data[b + len] {
+        len += 1;
+    }
+    len
+}
+
+impl Matcher {
+    pub(crate) fn new() -> Self {
+        Matcher {
+            table: vec![0; 1 << HASH_BITS],
+        }
+    }
+
+    /// Parses `data[start..]` into `block` up to about [`crate::BLOCK`] bytes (a block ends
+    /// after a match that crosses the limit); returns where it ended: `data.len()` for the
+    /// last block. The input is at most 4 GiB (positions are `u32`).
+    pub(crate) fn block(&mut self, data: &[u8], start: usize, block: &mut Block) -> usize {
+        debug_assert!(data.len() <= u32::MAX as usize);
+        block.sequences.clear();
+        block.litlen = [0; 286];
+        block.dist = [0; 30];
+        let mut limit = start + crate::BLOCK;
+        if limit + TAIL >= data.len() {
+            limit = data.len();
+        }
+        let search_end = limit.min(data.len().saturating_sub(TAIL));
+        let table = &mut self.table[..];
+        let mut anchor = start;
+        let mut i = start;
+        let mut misses = 0u32;
+        while i < search_end {
+            let four = read_u32(data, i);
+            let h = hash(four);
+            let candidate = table[h] as usize;
+            table[h] = i as u32;
+            let distance = i.wrapping_sub(candidate);
+            if distance.wrapping_sub(1) >= WINDOW || read_u32(data, candidate) != four {
+                misses += 1;
+                i += 1 + (misses >> SKIP_SHIFT) as usize;
+                continue;
+            }
+            let max = (data.len() - i).min(MAX_MATCH);
+            let mut length = MIN_MATCH
+                + common_length(data, candidate + MIN_MATCH, i + MIN_MATCH, max - MIN_MATCH);
+            // Back over pending literals that also agree.
+            let (mut at, mut from) = (i, candidate);
+            while at > anchor && from > 0 && length < MAX_MATCH && data[at - 1] == data[from - 1] {
+                at -= 1;
+                from -= 1;
+                length += 1;
+            }
+            for &b in &data[anchor..at] {
+                block.litlen[b as usize] += 1;
+            }
+            block.litlen[257 + LENGTH_CODE[length - 3] as usize] += 1;
+            block.dist[dist_code(distance)] += 1;
+            block.sequences.push(Sequence {
+                literals: (at - anchor) as u32,
+                length: length as u16,
+                distance: distance as u16,
+            });
+            i = at + length;
+            anchor = i;
+            misses = 0;
+            // Two positions near the end of the match, for the next match to find.
+            if i + TAIL <= data.len() {
+                for p in [i - 2, i - 1] {
+                    table[hash(read_u32(data, p))] = p as u32;
+                }
+            }
+        }
+        let end = if limit == data.len() {
+            data.len()
+        } else {
+            i.max(anchor).min(data.len())
+        };
+        for &b in &data[anchor..end] {
+            block.litlen[b as usize] += 1;
+        }
+        block.sequences.push(Sequence {
+            literals: (end - anchor) as u32,
+            length: 0,
+            distance: 0,
+        });
+        end
+    }
+}
