@@ -47,6 +47,16 @@ impl<'a> BitWriter<'a> {
         self.count &= 7;
     }
 
+    /// The output, position and pending bits, for a loop that keeps them in registers and
+    /// gives them back with [`BitWriter::set_parts`]. The output is as long as reserved.
+    pub(crate) fn parts(&mut self) -> (&mut [u8], usize, u64, u32) {
+        (&mut self.out[..], self.pos, self.bits, self.count)
+    }
+
+    pub(crate) fn set_parts(&mut self, pos: usize, bits: u64, count: u32) {
+        (self.pos, self.bits, self.count) = (pos, bits, count);
+    }
+
     /// Bits pending (after a flush, those of a partial byte).
     pub(crate) fn pending_bits(&self) -> u32 {
         self.count

@@ -17,39 +17,77 @@ mod lz;
 mod tables;
 
 use bits::BitWriter;
-use tables::{DIST_BASE, DIST_EXTRA, LENGTH_BASE, LENGTH_CODE, LENGTH_EXTRA};
+use tables::{DIST_EXTRA, LENGTH_BASE, LENGTH_CODE, LENGTH_EXTRA};
 
 /// Input per deflate block, at most: large enough that the block header (~60–90 bytes) is
 /// noise, small enough that a block's codes follow the data (tar members differ).
 pub const BLOCK: usize = 64 * 1024;
 
 /// Appends one complete gzip member of `input` to `out`: a 10-byte header (no name, time 0,
-/// "fastest" flag, OS unknown), the deflate stream and the CRC-32 and length trailer.
+/// "fastest" flag, OS unknown), the deflate stream and the CRC-32 and length trailer. Uses an
+/// [`Encoder`] kept per thread.
 pub fn gzip_member(input: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
-    deflate(input, out);
-    let mut crc = flate2::Crc::new();
-    crc.update(input);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    ENCODER.with(|encoder| encoder.borrow_mut().gzip_member(input, out));
 }
 
-/// Appends the raw deflate stream (no header or trailer) of `input` to `out`.
+/// Appends the raw deflate stream (no header or trailer) of `input` to `out`, with an
+/// [`Encoder`] kept per thread.
 pub fn deflate(input: &[u8], out: &mut Vec<u8>) {
-    let mut matcher = lz::Matcher::new();
-    let mut block = lz::Block::default();
-    let mut writer = BitWriter::new(out);
-    let mut start = 0;
-    loop {
-        let end = matcher.block(input, start, &mut block);
-        let last = end == input.len();
-        write_block(&mut writer, &input[start..end], &mut block, last);
-        if last {
-            break;
-        }
-        start = end;
+    ENCODER.with(|encoder| encoder.borrow_mut().deflate(input, out));
+}
+
+thread_local! {
+    static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::new());
+}
+
+/// The encoder's working memory (~200 KiB: hash table and a block's symbols), reused from one
+/// input to the next: allocating it afresh costs page faults that show at this speed. Each
+/// input is compressed on its own; the output never depends on what came before.
+pub struct Encoder {
+    matcher: lz::Matcher,
+    block: lz::Block,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
     }
-    writer.finish();
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder {
+            matcher: lz::Matcher::new(),
+            block: lz::Block::default(),
+        }
+    }
+
+    /// See [`gzip_member`].
+    pub fn gzip_member(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+        self.deflate(input, out);
+        let mut crc = flate2::Crc::new();
+        crc.update(input);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    }
+
+    /// See [`deflate`].
+    pub fn deflate(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.matcher.reset();
+        let mut writer = BitWriter::new(out);
+        let mut start = 0;
+        loop {
+            let end = self.matcher.block(input, start, &mut self.block);
+            let last = end == input.len();
+            write_block(&mut writer, &input[start..end], &mut self.block, last);
+            if last {
+                break;
+            }
+            start = end;
+        }
+        writer.finish();
+    }
 }
 
 /// Symbols of the code-length alphabet in the order their lengths are sent.
@@ -282,16 +320,15 @@ fn run_length_code(lengths: &[u8], items: &mut Vec<(u8, u8)>) {
     }
 }
 
-/// A block's codes ready to write: literal codes, and for each length and distance code the
-/// code with room for the extra bits.
+/// A block's codes ready to write, each entry `bits | count << 24`: literals (and end of
+/// block at 256), match lengths (at `length - 3`, with the extra bits), distance codes (the
+/// code, and at bits 16..24 its length, where the extra bits go).
 struct Codes {
-    /// Code | length << 16 for literals 0..=255 and end of block (256).
     literal: [u32; 257],
-    /// For match length 3..=258 at `length - 3`: code and extra bits, and their bit count.
-    length: [(u32, u8); 256],
-    /// Per distance code: code, its length.
-    dist_code: [u16; 30],
-    dist_len: [u8; 30],
+    length: [u32; 256],
+    dist: [u32; 30],
+    /// The longest literal code: 4 literals fit between flushes if it is at most 14.
+    longest_literal: u8,
 }
 
 impl Codes {
@@ -302,61 +339,95 @@ impl Codes {
         huffman::canonical_codes(dist_len, &mut dist_code);
         let mut literal = [0u32; 257];
         for (s, entry) in literal.iter_mut().enumerate() {
-            *entry = u32::from(litlen_code[s]) | u32::from(litlen_len[s]) << 16;
+            *entry = u32::from(litlen_code[s]) | u32::from(litlen_len[s]) << 24;
         }
-        let mut length = [(0u32, 0u8); 256];
+        let mut length = [0u32; 256];
         for (i, entry) in length.iter_mut().enumerate() {
             let c = LENGTH_CODE[i] as usize;
-            let (code, bits) = (u32::from(litlen_code[257 + c]), litlen_len[257 + c]);
+            let (code, bits) = (
+                u32::from(litlen_code[257 + c]),
+                u32::from(litlen_len[257 + c]),
+            );
             let extra = (i + 3 - LENGTH_BASE[c] as usize) as u32;
-            *entry = (code | extra << bits, bits + LENGTH_EXTRA[c]);
+            *entry = (code | extra << bits) | (bits + u32::from(LENGTH_EXTRA[c])) << 24;
         }
+        let mut dist = [0u32; 30];
+        for (d, entry) in dist.iter_mut().enumerate() {
+            let bits = u32::from(dist_len[d]);
+            *entry = u32::from(dist_code[d]) | bits << 16 | (bits + u32::from(DIST_EXTRA[d])) << 24;
+        }
+        let longest_literal = litlen_len[..256].iter().copied().max().unwrap_or(0);
         Codes {
             literal,
             length,
-            dist_code,
-            dist_len: *dist_len,
+            dist,
+            longest_literal,
         }
     }
 }
 
 fn write_symbols(writer: &mut BitWriter, data: &[u8], block: &lz::Block, codes: &Codes) {
-    let mut pos = 0;
+    if codes.longest_literal <= 14 {
+        write_symbols_by::<4>(writer, data, block, codes);
+    } else {
+        write_symbols_by::<3>(writer, data, block, codes);
+    }
+}
+
+/// Writes the block's symbols, flushing after every `N` literals: `N` codes must fit in the
+/// 56 bits free after a flush.
+fn write_symbols_by<const N: usize>(
+    writer: &mut BitWriter,
+    data: &[u8],
+    block: &lz::Block,
+    codes: &Codes,
+) {
+    let (out, mut pos, mut bits, mut count) = writer.parts();
+    macro_rules! put {
+        ($entry:expr) => {{
+            let e = $entry;
+            bits |= u64::from(e & 0xff_ffff) << count;
+            count += e >> 24;
+        }};
+    }
+    macro_rules! flush {
+        () => {{
+            out[pos..pos + 8].copy_from_slice(&bits.to_le_bytes());
+            pos += (count >> 3) as usize;
+            bits >>= count & !7;
+            count &= 7;
+        }};
+    }
+    let mut at = 0;
     for seq in &block.sequences {
-        let literals = &data[pos..pos + seq.literals as usize];
-        pos += seq.literals as usize;
-        let mut triples = literals.chunks_exact(3);
-        for t in &mut triples {
-            // 3 codes of at most 15 bits fit with the up to 7 bits pending.
-            for &b in t {
-                let e = codes.literal[b as usize];
-                writer.put(u64::from(e & 0xffff), e >> 16);
+        let literals = &data[at..at + seq.literals as usize];
+        at += seq.literals as usize;
+        let mut groups = literals.chunks_exact(N);
+        for group in &mut groups {
+            for &b in group {
+                put!(codes.literal[b as usize]);
             }
-            writer.flush();
+            flush!();
         }
-        for &b in triples.remainder() {
-            let e = codes.literal[b as usize];
-            writer.put(u64::from(e & 0xffff), e >> 16);
+        for &b in groups.remainder() {
+            put!(codes.literal[b as usize]);
         }
-        writer.flush();
-        if seq.length != 0 {
-            let length = seq.length as usize;
-            let distance = seq.distance as usize;
-            let (bits, n) = codes.length[length - 3];
-            writer.put(u64::from(bits), u32::from(n));
-            let d = tables::dist_code(distance);
-            let extra = (distance - DIST_BASE[d] as usize) as u64;
-            let dl = u32::from(codes.dist_len[d]);
-            writer.put(
-                u64::from(codes.dist_code[d]) | extra << dl,
-                dl + u32::from(DIST_EXTRA[d]),
-            );
-            writer.flush();
-            pos += length;
+        let m = seq.matched;
+        if m & lz::MATCH != 0 {
+            // Up to 20 + 28 bits, after up to 7 + 2 * 15 pending: flush between.
+            flush!();
+            put!(codes.length[(m & 0xff) as usize]);
+            let d = codes.dist[((m >> 8) & 31) as usize];
+            let extra = (m >> 16) & 0x1fff;
+            bits |= u64::from((d & 0xffff) | extra << ((d >> 16) & 0xff)) << count;
+            count += d >> 24;
+            flush!();
+            at += (m & 0xff) as usize + 3;
         }
     }
-    debug_assert_eq!(pos, data.len());
-    let e = codes.literal[256];
-    writer.put(u64::from(e & 0xffff), e >> 16);
-    writer.flush();
+    debug_assert_eq!(at, data.len());
+    flush!();
+    put!(codes.literal[256]);
+    flush!();
+    writer.set_parts(pos, bits, count);
 }

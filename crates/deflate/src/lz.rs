@@ -1,24 +1,26 @@
 //! Greedy LZ77 over a piece of input: one probe of a hash table per position tried.
 
-use crate::tables::{LENGTH_CODE, dist_code};
+use crate::tables::{DIST_BASE, LENGTH_CODE, dist_code};
 
 /// Deflate's window and match lengths.
 const WINDOW: usize = 32 * 1024;
-const MIN_MATCH: usize = 4;
+const MIN_MATCH: usize = 6;
 const MAX_MATCH: usize = 258;
-const HASH_BITS: u32 = 15;
+const HASH_BITS: u32 = 13;
 /// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ...
-const SKIP_SHIFT: u32 = 5;
+const SKIP_SHIFT: u32 = 4;
 /// Matches start at least this far before the end, so 8-byte reads stay inside the input.
 const TAIL: usize = 8;
 
-/// Literals, then (if `length` is not 0) a match.
+/// Literals, then (if `matched` has [`MATCH`]) a match.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sequence {
     pub(crate) literals: u32,
-    pub(crate) length: u16,
-    pub(crate) distance: u16,
+    /// [`MATCH`] | length - 3 | distance code << 8 | distance extra bits << 16.
+    pub(crate) matched: u32,
 }
+
+pub(crate) const MATCH: u32 = 1 << 31;
 
 /// A block's sequences and symbol counts (literal/length and distance alphabets).
 pub(crate) struct Block {
@@ -39,12 +41,7 @@ impl Default for Block {
 
 pub(crate) struct Matcher {
     /// Last position (in the input) seen with each hash of 4 bytes.
-    table: Vec<u32>,
-}
-
-#[inline(always)]
-fn read_u32(data: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"))
+    table: Box<[u32; 1 << HASH_BITS]>,
 }
 
 #[inline(always)]
@@ -52,9 +49,12 @@ fn read_u64(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// The bytes (of 8 read) a hash covers and a match needs.
+const KEY_MASK: u64 = u64::MAX >> (64 - 8 * MIN_MATCH);
+
 #[inline(always)]
-fn hash(four: u32) -> usize {
-    (four.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+fn hash(eight: u64) -> usize {
+    ((eight & KEY_MASK).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HASH_BITS)) as usize
 }
 
 /// How many bytes agree at `a` and `b` (`a < b`), at most `max`; `b + max <= data.len()`.
@@ -77,8 +77,16 @@ fn common_length(data: &[u8], a: usize, b: usize, max: usize) -> usize {
 impl Matcher {
     pub(crate) fn new() -> Self {
         Matcher {
-            table: vec![0; 1 << HASH_BITS],
+            table: vec![0; 1 << HASH_BITS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("table size"),
         }
+    }
+
+    /// Forgets earlier input: entries must point into the input being compressed.
+    pub(crate) fn reset(&mut self) {
+        self.table.fill(0);
     }
 
     /// Parses `data[start..]` into `block` up to about [`crate::BLOCK`] bytes (a block ends
@@ -94,24 +102,46 @@ impl Matcher {
             limit = data.len();
         }
         let search_end = limit.min(data.len().saturating_sub(TAIL));
-        let table = &mut self.table[..];
+        let table = &mut *self.table;
         let mut anchor = start;
         let mut i = start;
-        let mut misses = 0u32;
-        while i < search_end {
-            let four = read_u32(data, i);
-            let h = hash(four);
-            let candidate = table[h] as usize;
-            table[h] = i as u32;
-            let distance = i.wrapping_sub(candidate);
-            if distance.wrapping_sub(1) >= WINDOW || read_u32(data, candidate) != four {
+        'search: while i < search_end {
+            // Probe until a match: the next position's hash is computed while this one's
+            // candidate is checked.
+            let mut misses = 0u32;
+            let mut here = read_u64(data, i);
+            let mut h = hash(here);
+            let (candidate, diff) = loop {
+                let candidate = table[h] as usize;
+                table[h] = i as u32;
                 misses += 1;
-                i += 1 + (misses >> SKIP_SHIFT) as usize;
-                continue;
-            }
-            let max = (data.len() - i).min(MAX_MATCH);
-            let mut length = MIN_MATCH
-                + common_length(data, candidate + MIN_MATCH, i + MIN_MATCH, max - MIN_MATCH);
+                let next = i + 1 + (misses >> SKIP_SHIFT) as usize;
+                let diff = here ^ read_u64(data, candidate);
+                let found =
+                    diff & KEY_MASK == 0 && i.wrapping_sub(candidate).wrapping_sub(1) < WINDOW;
+                if next >= search_end {
+                    if found {
+                        break (candidate, diff);
+                    }
+                    i = next;
+                    break 'search;
+                }
+                let next_here = read_u64(data, next);
+                let next_h = hash(next_here);
+                if found {
+                    break (candidate, diff);
+                }
+                i = next;
+                here = next_here;
+                h = next_h;
+            };
+            let distance = i - candidate;
+            let mut length = if diff != 0 {
+                (diff.trailing_zeros() / 8) as usize
+            } else {
+                let max = (data.len() - i).min(MAX_MATCH);
+                8 + common_length(data, candidate + 8, i + 8, max - 8)
+            };
             // Back over pending literals that also agree.
             let (mut at, mut from) = (i, candidate);
             while at > anchor && from > 0 && length < MAX_MATCH && data[at - 1] == data[from - 1] {
@@ -123,19 +153,19 @@ impl Matcher {
                 block.litlen[b as usize] += 1;
             }
             block.litlen[257 + LENGTH_CODE[length - 3] as usize] += 1;
-            block.dist[dist_code(distance)] += 1;
+            let code = dist_code(distance);
+            block.dist[code] += 1;
+            let extra = distance - DIST_BASE[code] as usize;
             block.sequences.push(Sequence {
                 literals: (at - anchor) as u32,
-                length: length as u16,
-                distance: distance as u16,
+                matched: MATCH | (length - 3) as u32 | (code as u32) << 8 | (extra as u32) << 16,
             });
             i = at + length;
             anchor = i;
-            misses = 0;
             // Two positions near the end of the match, for the next match to find.
             if i + TAIL <= data.len() {
                 for p in [i - 2, i - 1] {
-                    table[hash(read_u32(data, p))] = p as u32;
+                    table[hash(read_u64(data, p))] = p as u32;
                 }
             }
         }
@@ -149,8 +179,7 @@ impl Matcher {
         }
         block.sequences.push(Sequence {
             literals: (end - anchor) as u32,
-            length: 0,
-            distance: 0,
+            matched: 0,
         });
         end
     }
