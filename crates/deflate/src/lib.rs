@@ -36,6 +36,13 @@ pub fn deflate(input: &[u8], out: &mut Vec<u8>) {
     ENCODER.with(|encoder| encoder.borrow_mut().deflate(input, out));
 }
 
+/// The most [`gzip_member`] appends for `input_len` bytes (with the room it uses while
+/// writing): a capacity that never needs to grow. Incompressible input is stored, at 5 bytes
+/// per 64 KiB block.
+pub fn max_gzip_len(input_len: usize) -> usize {
+    input_len + input_len / 4096 + 128
+}
+
 thread_local! {
     static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::new());
 }
