@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use strata_deflate::{deflate, gzip_member};
+use strata_deflate::{deflate, gzip_member, max_gzip_len};
 
 fn gunzip(gz: &[u8]) -> Vec<u8> {
     let mut back = Vec::new();
@@ -117,6 +117,11 @@ fn gzip_members_decompress_to_their_input() {
         assert!(gunzip(&gz) == data, "{name}: round trip");
         assert_eq!(gz, gzip(&data), "{name}: deterministic");
         // Never much larger than the input (stored blocks cost 5 bytes per 64 KiB).
+        assert!(
+            gz.len() <= max_gzip_len(data.len()),
+            "{name}: {} bytes",
+            gz.len()
+        );
         assert!(
             gz.len() <= data.len() + data.len() / 8000 + 64,
             "{name}: {} bytes",
