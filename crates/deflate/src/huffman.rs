@@ -7,13 +7,18 @@ pub(crate) fn code_lengths(freqs: &[u32], limit: u32, lengths: &mut [u8]) {
     debug_assert_eq!(freqs.len(), lengths.len());
     lengths.fill(0);
     // Leaves by increasing frequency (then symbol: the result depends on the input only).
-    let mut leaves: Vec<(u32, u16)> = freqs
-        .iter()
-        .enumerate()
-        .filter(|&(_, &f)| f > 0)
-        .map(|(s, &f)| (f, s as u16))
-        .collect();
-    let n = leaves.len();
+    // Fixed-size arrays: this runs for every block, allocation would show.
+    const MAX: usize = 288;
+    debug_assert!(freqs.len() <= MAX);
+    let mut leaves = [(0u32, 0u16); MAX];
+    let mut n = 0;
+    for (s, &f) in freqs.iter().enumerate() {
+        if f > 0 {
+            leaves[n] = (f, s as u16);
+            n += 1;
+        }
+    }
+    let leaves = &mut leaves[..n];
     debug_assert!(n >= 2, "at least two symbols");
     if n < 2 {
         if let Some(&(_, s)) = leaves.first() {
@@ -25,9 +30,11 @@ pub(crate) fn code_lengths(freqs: &[u32], limit: u32, lengths: &mut [u8]) {
 
     // The two-queue construction: leaves in order, then internal nodes in the order they are
     // made (which is also increasing weight). Node k < n is leaf k, node n + j internal node j.
-    let mut weight: Vec<u64> = leaves.iter().map(|&(f, _)| u64::from(f)).collect();
-    weight.resize(2 * n - 1, 0);
-    let mut parent = vec![0usize; 2 * n - 1];
+    let mut weight = [0u64; 2 * MAX];
+    for (w, &(f, _)) in weight.iter_mut().zip(leaves.iter()) {
+        *w = u64::from(f);
+    }
+    let mut parent = [0u16; 2 * MAX];
     let (mut next_leaf, mut next_internal) = (0, n);
     for made in n..2 * n - 1 {
         let mut take = || {
@@ -43,13 +50,13 @@ pub(crate) fn code_lengths(freqs: &[u32], limit: u32, lengths: &mut [u8]) {
         };
         let (a, b) = (take(), take());
         weight[made] = weight[a] + weight[b];
-        parent[a] = made;
-        parent[b] = made;
+        parent[a] = made as u16;
+        parent[b] = made as u16;
     }
     // Depths: the root is the last node; every parent comes after its children.
-    let mut depth = vec![0u32; 2 * n - 1];
+    let mut depth = [0u32; 2 * MAX];
     for k in (0..2 * n - 2).rev() {
-        depth[k] = depth[parent[k]] + 1;
+        depth[k] = depth[parent[k] as usize] + 1;
     }
 
     // How many leaves at each length, with the ones too deep moved up to `limit`; then

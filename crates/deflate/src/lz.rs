@@ -4,7 +4,7 @@ use crate::tables::{DIST_BASE, LENGTH_CODE, dist_code};
 
 /// Deflate's window and match lengths.
 const WINDOW: usize = 32 * 1024;
-const MIN_MATCH: usize = 6;
+const MIN_MATCH: usize = 7;
 const MAX_MATCH: usize = 258;
 const HASH_BITS: u32 = 13;
 /// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ...
