@@ -1,8 +1,8 @@
 //! A fast deflate (RFC 1951) and gzip (RFC 1952) encoder, in the class of ISA-L's igzip at its
 //! level 1: what `strata push` uses to gzip layers stored uncompressed.
 //!
-//! - LZ77, greedy: one hash table of 4-byte sequences with one position per entry, a match
-//!   taken when the 4 bytes there agree, extended 8 bytes at a time and back over the pending
+//! - LZ77, greedy: one hash table of 7-byte sequences with one position per entry, a match
+//!   taken when the 7 bytes there agree, extended 8 bytes at a time and back over the pending
 //!   literals. After a run of misses the search steps further at each probe (as LZ4 and snappy
 //!   do), so incompressible data (gzip files inside a tar) costs little.
 //! - Blocks of up to [`BLOCK`] input bytes, each written the smallest of three ways: dynamic

