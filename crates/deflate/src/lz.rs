@@ -7,14 +7,14 @@ const WINDOW: usize = 32 * 1024;
 const MAX_MATCH: usize = 258;
 /// The shortest match taken (and the bytes hashed). Each match costs a mispredicted branch or
 /// two and a sequence to write, and short ones save little: on the bench's Debian layers
-/// (single thread) 4 gives ratio 0.490 at ~440 MB/s, 6 0.498 at ~560, 7 0.506 at ~615,
-/// 8 0.516 at ~650.
+/// (single thread, 8K-entry table) 4 gave ratio 0.490 at ~440 MB/s, 6 0.498 at ~560, 7 0.506
+/// at ~610, 8 0.516 at ~650.
 const MIN_MATCH: usize = 7;
-/// 8K entries: the table (32 KiB) stays in L1; 15 bits gained 0.002 of ratio for ~13% of
-/// speed.
-const HASH_BITS: u32 = 13;
-/// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ... (3 would be ~4%
-/// faster at +0.008 of ratio).
+/// 4K entries: the table (16 KiB) stays in L1. On the bench layers 13 bits gave ratio 0.506
+/// at ~600 MB/s, 12 bits 0.511 at ~640; larger tables gain little ratio for much speed.
+const HASH_BITS: u32 = 12;
+/// After 2^SKIP_SHIFT misses in a row the search steps 2 bytes, then 3, ... (3 is ~3% faster
+/// at +0.008 of ratio).
 const SKIP_SHIFT: u32 = 4;
 /// Matches start at least this far before the end, so 8-byte reads stay inside the input.
 const TAIL: usize = 8;
