@@ -1,9 +1,8 @@
-//! Gzip of layers on push: zlib-rs (through flate2) at its fastest level, on every core.
+//! Gzip of layers on push: strata-deflate (greedy LZ77 and per-block Huffman codes, in the
+//! speed class of ISA-L's igzip at level 1), on every core.
 //!
 //! Pushing a layer stored uncompressed is bound by its compression, so pieces of the layer
-//! are compressed in parallel, pigz-style. (ISA-L's igzip would be ~3x faster per core, but
-//! builds from C and assembly with autotools and nasm; the workspace keeps one pure-Rust
-//! compression stack.)
+//! are compressed in parallel, pigz-style.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -25,7 +24,8 @@ pub(crate) fn parallel_gzip(
     threads: usize,
     mut emit: impl FnMut(Vec<u8>, usize) -> io::Result<()>,
 ) -> io::Result<()> {
-    type Member = (usize, io::Result<(Vec<u8>, usize)>);
+    /// (index, (gzip member, input bytes it holds)).
+    type Member = (usize, (Vec<u8>, usize));
     let threads = threads.max(1);
     // reader -> (index, piece) -> workers -> (index, member) -> this thread, which emits the
     // members in order. Bounded queues keep at most a few pieces in memory.
@@ -56,7 +56,7 @@ pub(crate) fn parallel_gzip(
                     let Ok((index, piece)) = received else {
                         return;
                     };
-                    let member = gzip_member(&piece).map(|m| (m, piece.len()));
+                    let member = (gzip_member(&piece), piece.len());
                     if member_tx.send((index, member)).is_err() {
                         return;
                     }
@@ -68,15 +68,7 @@ pub(crate) fn parallel_gzip(
         let mut next = 0;
         let mut result = Ok(());
         'members: for (index, member) in member_rx.iter() {
-            match member {
-                Ok(member) => {
-                    waiting.insert(index, member);
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
+            waiting.insert(index, member);
             while let Some((member, input_len)) = waiting.remove(&next) {
                 if let Err(e) = emit(member, input_len) {
                     result = Err(e);
@@ -101,16 +93,12 @@ fn read_piece(input: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(piece)
 }
 
-/// One complete gzip member of `piece` (deflate level 1, no name or time in the header, so
-/// the output depends on the input alone).
-fn gzip_member(piece: &[u8]) -> io::Result<Vec<u8>> {
-    use std::io::Write;
-    let out = Vec::with_capacity(piece.len() / 2 + 1024);
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(out, flate2::Compression::fast());
-    encoder.write_all(piece)?;
-    encoder.finish()
+/// One complete gzip member of `piece` (no name or time in the header, so the output depends
+/// on the input alone).
+fn gzip_member(piece: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(strata_deflate::max_gzip_len(piece.len()));
+    strata_deflate::gzip_member(piece, &mut out);
+    out
 }
 
 #[cfg(test)]
