@@ -600,22 +600,20 @@ impl FsStorage {
     }
 }
 
-/// Size of the frames of a blob download: each is one memory mapping of the blob file that the
-/// socket write reads from directly. Large enough that mapping and unmapping cost little per byte
-/// and hyper writes big slices; small enough that a download holds only a few MiB mapped (mapped
-/// pages count in the server's resident memory while they are).
-const BLOB_FRAME: u64 = 4 << 20;
+/// Size of the chunks of a blob download: few blocking-pool round trips for a large layer,
+/// bounded memory per connection (one chunk being read, one being sent).
+const BLOB_READ_CHUNK: u64 = 512 << 10;
 
-/// Frames of one download prepared (mapped and read into memory) ahead of the socket.
-const BLOB_FRAMES_IN_FLIGHT: usize = 2;
+/// Chunks of one download read ahead of the socket.
+const BLOB_READS_IN_FLIGHT: usize = 2;
 
-/// `len` bytes of the blob `file` at `position`, mapped and read into memory, as a body chunk
-/// that borrows the mapping: no copy into a buffer (a blob file is never shorter than the size
-/// it was committed with, and never changes: see `strata_sys::map_file_readonly`).
-fn map_frame(file: &std::fs::File, position: u64, len: usize) -> io::Result<bytes::Bytes> {
-    Ok(bytes::Bytes::from_owner(strata_sys::map_file_readonly(
-        file, position, len,
-    )?))
+/// `len` bytes of `file` at `position` (a blob file is never shorter than the size it was
+/// committed with).
+fn read_exactly_at(file: &std::fs::File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = vec![0; len];
+    file.read_exact_at(&mut buffer, position)?;
+    Ok(buffer)
 }
 
 /// Writes `bytes` to `target` atomically: temp file under `<root>/tmp`, fsync, rename, fsync
@@ -693,10 +691,9 @@ impl Storage for FsStorage {
         Ok((size, Box::pin(file)))
     }
 
-    /// Each frame is mapped and read into memory by one blocking-pool task, and the socket write
-    /// reads the mapping: one copy (page cache to socket) instead of two through a read buffer,
-    /// and page faults and disk reads happen on the blocking pool, not in the runtime. No thread
-    /// is held between frames, so a slow client costs no blocking thread.
+    /// Each chunk is read by one blocking-pool task straight into the buffer that becomes the
+    /// body chunk (`pread`, no intermediate buffer and copy as with `tokio::fs::File`); no
+    /// thread is held between chunks, so a slow client costs no blocking thread.
     async fn blob_stream(
         &self,
         repository: &str,
@@ -716,25 +713,23 @@ impl Storage for FsStorage {
             Err(error) => return Err(io_error(&path)(error)),
         };
         let end = offset.saturating_add(length);
-        // The next frame is prepared while the previous one is being sent (two in flight,
-        // delivered in order), so disk reads overlap the socket writes.
-        let positions = futures_util::stream::iter((offset..end).step_by(BLOB_FRAME as usize));
-        let frames = positions
+        // The next chunk is read while the previous one is being sent (two reads in flight,
+        // delivered in order), so disk or page-cache reads overlap the socket writes.
+        let positions = futures_util::stream::iter((offset..end).step_by(BLOB_READ_CHUNK as usize));
+        let chunks = positions
             .map(move |position| {
                 let file = file.clone();
-                let path = path.clone();
-                let want = (end - position).min(BLOB_FRAME) as usize;
+                let want = (end - position).min(BLOB_READ_CHUNK) as usize;
                 async move {
-                    tokio::task::spawn_blocking(move || map_frame(&file, position, want))
-                        .await
-                        .map_err(io::Error::other)?
-                        .map_err(|error| {
-                            io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-                        })
+                    let chunk =
+                        tokio::task::spawn_blocking(move || read_exactly_at(&file, position, want))
+                            .await
+                            .map_err(io::Error::other)??;
+                    Ok::<_, io::Error>(bytes::Bytes::from(chunk))
                 }
             })
-            .buffered(BLOB_FRAMES_IN_FLIGHT);
-        Ok(frames.boxed())
+            .buffered(BLOB_READS_IN_FLIGHT);
+        Ok(chunks.boxed())
     }
 
     async fn blob_unlink(&self, repository: &str, digest: &Digest) -> StorageResult<()> {
