@@ -327,6 +327,25 @@ impl<S: Storage> Storage for ProxyStorage<S> {
         self.inner.blob_open(repository, digest, offset).await
     }
 
+    /// The inner backend's download path (for the filesystem, chunks read straight into the
+    /// body), once the blob is cached.
+    async fn blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+        length: u64,
+    ) -> StorageResult<ByteStream> {
+        if self.inner.blob_size(repository, digest).await?.is_none()
+            && !self.fill_blob(repository, digest).await?
+        {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        self.inner
+            .blob_stream(repository, digest, offset, length)
+            .await
+    }
+
     async fn blob_unlink(&self, repository: &str, digest: &Digest) -> StorageResult<()> {
         self.inner.blob_unlink(repository, digest).await
     }
