@@ -547,9 +547,9 @@ pub(crate) fn configure_connection(stream: &tokio::net::TcpStream) {
     // is microseconds, so a send buffer beyond a few hundred KiB buys no throughput; with the
     // kernel's autotuning (up to tcp_wmem's 4 MiB) a large blob download runs megabytes ahead
     // of the client, and the client's receive copy then reads bytes that have left the CPU
-    // cache. A fixed 256 KiB buffer made loopback pulls ~18% faster (bench/README.md,
-    // 2026-11-29). Remote clients keep autotuning: a fixed buffer would cap a download at
-    // buffer / RTT.
+    // cache. With a fixed 256 KiB buffer a 256 MiB loopback pull took 64 ms instead of 110 ms
+    // (the client's CPU per pull halved; bench/README.md, 2026-11-29). Remote clients keep
+    // autotuning: a fixed buffer would cap a download at buffer / RTT.
     let local = stream
         .peer_addr()
         .is_ok_and(|peer| peer.ip().to_canonical().is_loopback());

@@ -737,7 +737,7 @@ impl Storage for FsStorage {
     /// holds it (`RWF_NOWAIT`), the rest by a blocking-pool task, so disk reads never stall the
     /// runtime. No thread is held between chunks, so a slow client costs no blocking thread.
     /// Reading cached chunks on the worker cut the server's CPU per 256 MiB loopback pull from
-    /// ~64-75 ms to ~43-45 ms (two thread wake-ups per 512 KiB chunk saved; bench/README.md).
+    /// 64-75 ms to 36-45 ms (two thread wake-ups per 512 KiB chunk saved; bench/README.md).
     async fn blob_stream(
         &self,
         repository: &str,
