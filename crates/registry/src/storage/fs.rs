@@ -757,8 +757,8 @@ impl Storage for FsStorage {
             Err(error) => return Err(io_error(&path)(error)),
         };
         let end = offset.saturating_add(length);
-        // The next chunk is read while the previous one is being sent (two reads in flight,
-        // delivered in order), so disk or page-cache reads overlap the socket writes.
+        // Two chunks in flight, delivered in order: a chunk that needs the disk is read on the
+        // blocking pool while the previous one is being sent.
         let positions = futures_util::stream::iter((offset..end).step_by(BLOB_READ_CHUNK as usize));
         let chunks = positions
             .map(move |position| {
