@@ -9,7 +9,11 @@
 #                  (socket connect/read/write/timeout errors, non-2xx answers) for each server
 #   push-blob      curl: monolithic upload (POST + PUT) of the large blob, digest verified,
 #                  median of --runs; MB/s (ratio = strata/distribution throughput)
-#   pull-blob      curl: GET of the large blob, median of --runs; MB/s (same ratio)
+#   pull-blob      curl: GET of the large blob, median of --pull-runs (15); MB/s (same ratio).
+#                  More rounds than the push: a 256 MiB pull takes only 60-150 ms on loopback,
+#                  so one round's time is easily moved by curl's start-up or by another process
+#                  taking a core of a small machine; the median of 15 alternating rounds is
+#                  stable to a few percent where that of 5 was not (costs ~3 s more).
 #   peak-rss       VmHWM of each server process after all the load above (ratio =
 #                  strata/distribution; below 1 means strata used less)
 #   token-auth     wrk: manifest-get on a second strata server with `--auth token` (Bearer token
@@ -18,7 +22,7 @@
 # It prints requests/s (or MB/s) and strata/distribution ratios; it never fails on slowness.
 #
 #   bench/registry.sh [--duration S] [--connections N] [--high-connections N] [--runs N]
-#                     [--blob-mib N] [--no-build]
+#                     [--pull-runs N] [--blob-mib N] [--no-build]
 #
 # Environment: STRATA (strata binary; skips the build), STRATA_BENCH_TMPDIR (scratch location).
 # Requirements: wrk, curl, sha256sum, /usr/bin/docker-registry.
@@ -28,6 +32,7 @@ DURATION=5
 CONNECTIONS=64
 HIGH_CONNECTIONS=256
 RUNS=5
+PULL_RUNS=15
 BLOB_MIB=256
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -36,9 +41,10 @@ while [ $# -gt 0 ]; do
         --connections) CONNECTIONS=${2:?}; shift ;;
         --high-connections) HIGH_CONNECTIONS=${2:?}; shift ;;
         --runs) RUNS=${2:?}; shift ;;
+        --pull-runs) PULL_RUNS=${2:?}; shift ;;
         --blob-mib) BLOB_MIB=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "registry.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -182,7 +188,7 @@ for round in $(seq 1 "$RUNS"); do
     s_push+=("$(elapsed push_blob "$STRATA_PORT" "push$round" "$SCRATCH/big" "$BIG")")
     d_push+=("$(elapsed push_blob "$DIST_PORT" "push$round" "$SCRATCH/big" "$BIG")")
 done
-for round in $(seq 1 "$RUNS"); do
+for round in $(seq 1 "$PULL_RUNS"); do
     s_pull+=("$(elapsed pull_blob "$STRATA_PORT")")
     d_pull+=("$(elapsed pull_blob "$DIST_PORT")")
 done
@@ -195,8 +201,9 @@ for kind in push pull; do
     declare -n s_times="s_$kind" d_times="d_$kind"
     s=$(printf '%s\n' "${s_times[@]}" | median)
     d=$(printf '%s\n' "${d_times[@]}" | median)
+    rounds=$RUNS; [ "$kind" = pull ] && rounds=$PULL_RUNS
     printf '%-14s %10s MB/s %10s MB/s %8s  (%d MiB blob, median of %d: %ss vs %ss; ratio = strata/distribution)\n' \
-        "$kind-blob" "$(mbps "$s")" "$(mbps "$d")" "$(ratio "$d" "$s")" "$BLOB_MIB" "$RUNS" "$s" "$d"
+        "$kind-blob" "$(mbps "$s")" "$(mbps "$d")" "$(ratio "$d" "$s")" "$BLOB_MIB" "$rounds" "$s" "$d"
     unset -n s_times d_times
 done
 

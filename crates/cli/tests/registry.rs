@@ -881,6 +881,61 @@ fn registry_pull_through_cache_fills_from_an_authenticated_upstream() {
 /// strata's `proxy.upstreams`: one cache in front of two registries, each under a namespace
 /// (`one/<name>` is `<name>` on the first, `mirrors/two/<name>` on the second); other
 /// repositories are local only.
+/// A pull-through cache serves a blob larger than one download chunk (512 KiB) through the
+/// filesystem's download path: whole and ranged (offsets off chunk and page edges), with the
+/// same length and digest headers as the upstream, and still after the upstream is gone.
+#[test]
+fn registry_pull_through_cache_serves_large_blobs_and_ranges() {
+    let (dir, upstream_root) = temp_root();
+    let upstream = Server::start(&upstream_root);
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = sha256(&data);
+    let path = format!("/v2/lib/big/blobs/uploads/?digest={digest}");
+    assert_eq!(upstream.call("POST", &path, &[], Some(&data)).status, 201);
+
+    let cache_root = dir.path().join("cache");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let upstream_url = upstream.url("");
+    let cache = Server::launch(
+        &cache_root,
+        port,
+        &[
+            "--addr",
+            &addr,
+            "--root",
+            cache_root.to_str().unwrap(),
+            "--proxy-remote",
+            &upstream_url,
+        ],
+    );
+    let blob = format!("/v2/lib/big/blobs/{digest}");
+    let whole = cache.get(&blob);
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    assert!(whole.body == data);
+    assert_eq!(whole.header("docker-content-digest"), digest);
+    assert_eq!(whole.header("content-length"), data.len().to_string());
+    upstream.stop();
+    for (first, last) in [
+        (1001, 1_200_000),
+        (524_287, 524_288),
+        (0, 4095),
+        (1_499_999, 1_499_999),
+    ] {
+        let range = format!("bytes={first}-{last}");
+        let part = cache.call("GET", &blob, &[("Range", &range)], None);
+        assert_eq!(part.status, 206, "{range}");
+        assert!(part.body == data[first..=last], "{range}");
+        assert_eq!(
+            part.header("content-range"),
+            format!("bytes {first}-{last}/{}", data.len())
+        );
+        assert_eq!(part.header("docker-content-digest"), digest);
+    }
+    assert!(cache.get(&blob).body == data);
+    cache.stop();
+}
+
 #[test]
 fn registry_pull_through_cache_by_namespace_from_two_upstreams() {
     let (dir, cache_root) = temp_root();

@@ -533,6 +533,36 @@ fn app<S: Storage>(state: Arc<AppState<S>>, options: ServerOptions) -> Router {
     router.layer(middleware::from_fn_with_state(state, observe::<S>))
 }
 
+/// Send buffer of a connection from this host (the kernel doubles it for bookkeeping).
+const LOOPBACK_SEND_BUFFER: usize = 256 << 10;
+
+/// Socket options of an accepted connection, plain or TLS.
+pub(crate) fn configure_connection(stream: &tokio::net::TcpStream) {
+    // Without TCP_NODELAY a response written as head + small body waits for the peer's
+    // delayed ACK (~40 ms) before the body goes out.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::warn!("setting TCP_NODELAY: {error}");
+    }
+    // A client on this host (a local builder, CI, a kind cluster's registry): the round trip
+    // is microseconds, so a send buffer beyond a few hundred KiB buys no throughput; with the
+    // kernel's autotuning (up to tcp_wmem's 4 MiB) a large blob download runs megabytes ahead
+    // of the client, and the client's receive copy then reads bytes that have left the CPU
+    // cache. With a fixed 256 KiB buffer a 256 MiB loopback pull took 64 ms instead of 110 ms
+    // (the client's CPU per pull halved; bench/README.md, 2026-11-29). Remote clients keep
+    // autotuning: a fixed buffer would cap a download at buffer / RTT.
+    let local = stream
+        .peer_addr()
+        .is_ok_and(|peer| peer.ip().to_canonical().is_loopback());
+    if !local {
+        return;
+    }
+    if let Err(error) =
+        rustix::net::sockopt::set_socket_send_buffer_size(stream, LOOPBACK_SEND_BUFFER)
+    {
+        tracing::warn!("setting SO_SNDBUF: {error}");
+    }
+}
+
 /// Serves `storage` on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish.
 pub async fn serve<S: Storage>(
@@ -542,13 +572,7 @@ pub async fn serve<S: Storage>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a response written as head + small body waits for the peer's
-    // delayed ACK (~40 ms) before the body goes out.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::warn!("setting TCP_NODELAY: {error}");
-        }
-    });
+    let listener = listener.tap_io(|stream| configure_connection(stream));
     let state = new_state(storage, &options);
     let collector = options
         .online_gc
@@ -582,4 +606,28 @@ pub async fn serve_tls<S: Storage>(
         collector.abort();
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An accepted loopback connection: its send buffer is fixed at LOOPBACK_SEND_BUFFER
+    /// (Linux reports twice the value set) instead of autotuned, and Nagle is off.
+    #[tokio::test]
+    async fn loopback_connections_get_a_small_fixed_send_buffer() {
+        use rustix::net::sockopt::socket_send_buffer_size;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let autotuned = socket_send_buffer_size(&accepted).unwrap();
+        assert_ne!(autotuned, 2 * LOOPBACK_SEND_BUFFER);
+        configure_connection(&accepted);
+        assert_eq!(
+            socket_send_buffer_size(&accepted).unwrap(),
+            2 * LOOPBACK_SEND_BUFFER
+        );
+        assert!(accepted.nodelay().unwrap());
+    }
 }

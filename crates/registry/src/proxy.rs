@@ -736,6 +736,8 @@ impl<S: Storage> Storage for ProxyStorage<S> {
         self.inner.blob_open(repository, digest, offset).await
     }
 
+    /// On a miss, the upstream download streamed while it is cached; otherwise the inner
+    /// backend's download path (for the filesystem, chunks read straight into the body).
     async fn blob_stream(
         &self,
         repository: &str,

@@ -88,7 +88,7 @@ impl TlsListener {
                 if sender.is_closed() {
                     return;
                 }
-                let _ = stream.set_nodelay(true);
+                crate::configure_connection(&stream);
                 let (acceptor, sender) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
