@@ -9,6 +9,9 @@
 #                  (socket connect/read/write/timeout errors, non-2xx answers) for each server
 #   push-blob      curl: monolithic upload (POST + PUT) of the large blob, digest verified,
 #                  median of --runs; MB/s (ratio = strata/distribution throughput)
+#                  Push and pull times are curl's own time_total (from connecting to the last
+#                  byte), summed over the POST and PUT of a push: curl's process start-up
+#                  (~7 ms here, the same for both servers) is not the server's throughput.
 #   pull-blob      curl: GET of the large blob, median of --pull-runs (15); MB/s (same ratio).
 #                  More rounds than the push: a 256 MiB pull takes only 60-150 ms on loopback,
 #                  so one round's time is easily moved by curl's start-up or by another process
@@ -111,17 +114,21 @@ cat >"$SCRATCH/manifest" <<JSON
 JSON
 
 # Monolithic upload the way Distribution 2.8 accepts it: POST for a session, PUT with the body.
-push_blob() { # port repo file digest
-    local location
-    location=$(curl -sf -X POST -D - -o /dev/null "http://127.0.0.1:$1/v2/$2/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+push_blob() { # port repo file digest -> seconds curl spent on the POST and the PUT
+    local location post put
+    post=$(curl -sf -X POST -D "$SCRATCH/post-headers" -o /dev/null -w '%{time_total}' \
+        "http://127.0.0.1:$1/v2/$2/blobs/uploads/")
+    location=$(tr -d '\r' < "$SCRATCH/post-headers" | sed -n 's/^[Ll]ocation: //p')
     case "$location" in http*) ;; *) location="http://127.0.0.1:$1$location" ;; esac
     case "$location" in *\?*) location="$location&digest=$4" ;; *) location="$location?digest=$4" ;; esac
     # -T streams the file (--data-binary would read it whole first); no Expect round trip.
-    curl -sf -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' -T "$3" "$location" -o /dev/null
+    put=$(curl -sf -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' -T "$3" \
+        "$location" -o /dev/null -w '%{time_total}')
+    awk -v a="$post" -v b="$put" 'BEGIN { printf "%.4f\n", a + b }'
 }
 for port in "$STRATA_PORT" "$DIST_PORT"; do
-    push_blob "$port" bench "$SCRATCH/config" "$CONFIG"
-    push_blob "$port" bench "$SCRATCH/layer" "$LAYER"
+    push_blob "$port" bench "$SCRATCH/config" "$CONFIG" >/dev/null
+    push_blob "$port" bench "$SCRATCH/layer" "$LAYER" >/dev/null
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
         --data-binary "@$SCRATCH/manifest" "http://127.0.0.1:$port/v2/bench/manifests/v1" -o /dev/null
 done
@@ -173,24 +180,19 @@ printf '%-14s %12s/s %12s/s %8s  (%d connections)\n' errors-256 "$s_rps" "$d_rps
 printf '%-14s %14s %14s %8s  (socket errors / non-2xx answers at %d connections)\n' errors-256 \
     "$s_socket/$s_non2xx" "$d_socket/$d_non2xx" - "$HIGH_CONNECTIONS"
 
-elapsed() { # command... -> seconds it took
-    local start end
-    start=$(date +%s.%N)
-    "$@"
-    end=$(date +%s.%N)
-    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f\n", b - a }'
+pull_blob() { # port -> seconds curl spent on the GET
+    curl -sf -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$1/v2/push1/blobs/$BIG"
 }
-pull_blob() { curl -sf -o /dev/null "http://127.0.0.1:$1/v2/push1/blobs/$BIG"; }
 # Rounds alternate between the servers so that both see the same machine state; every push
 # goes to a fresh repository (the blob bytes already exist from round 2 on for both servers).
 s_push=(); d_push=(); s_pull=(); d_pull=()
 for round in $(seq 1 "$RUNS"); do
-    s_push+=("$(elapsed push_blob "$STRATA_PORT" "push$round" "$SCRATCH/big" "$BIG")")
-    d_push+=("$(elapsed push_blob "$DIST_PORT" "push$round" "$SCRATCH/big" "$BIG")")
+    s_push+=("$(push_blob "$STRATA_PORT" "push$round" "$SCRATCH/big" "$BIG")")
+    d_push+=("$(push_blob "$DIST_PORT" "push$round" "$SCRATCH/big" "$BIG")")
 done
 for round in $(seq 1 "$PULL_RUNS"); do
-    s_pull+=("$(elapsed pull_blob "$STRATA_PORT")")
-    d_pull+=("$(elapsed pull_blob "$DIST_PORT")")
+    s_pull+=("$(pull_blob "$STRATA_PORT")")
+    d_pull+=("$(pull_blob "$DIST_PORT")")
 done
 # The pulled bytes are the pushed ones.
 for port in "$STRATA_PORT" "$DIST_PORT"; do
