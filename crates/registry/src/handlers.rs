@@ -253,18 +253,30 @@ fn parse_reference(reference: &str) -> Result<Reference, ApiError> {
     })
 }
 
+/// The reference of a GET, HEAD or DELETE: text that cannot be a tag names no manifest, so it
+/// is MANIFEST_UNKNOWN (404, as the spec says of a manifest not found, and as the conformance
+/// suite checks with `.INVALID_MANIFEST_NAME`); a malformed digest stays DIGEST_INVALID.
+fn parse_existing_reference(name: &str, reference: &str) -> Result<Reference, ApiError> {
+    if !reference.contains(':') && Reference::parse(reference).is_none() {
+        return Err(manifest_unknown(name, reference));
+    }
+    parse_reference(reference)
+}
+
+fn manifest_unknown(name: &str, reference: &str) -> ApiError {
+    ApiError::new(ErrorCode::ManifestUnknown, "manifest unknown to registry")
+        .with_detail(json!({ "name": name, "reference": reference }))
+}
+
 async fn manifest_get<S: Storage>(
     storage: &S,
     name: &str,
     reference: &str,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let reference = parse_reference(reference)?;
+    let reference = parse_existing_reference(name, reference)?;
     let Some(manifest) = storage.manifest_get(name, &reference).await? else {
-        return Err(
-            ApiError::new(ErrorCode::ManifestUnknown, "manifest unknown to registry")
-                .with_detail(json!({ "name": name, "reference": reference_text(&reference) })),
-        );
+        return Err(manifest_unknown(name, &reference_text(&reference)));
     };
     let builder = response(StatusCode::OK)
         .header(header::CONTENT_TYPE, manifest.media_type.as_str())
@@ -417,7 +429,7 @@ async fn manifest_delete<S: Storage>(
     name: &str,
     reference: &str,
 ) -> Result<Response, ApiError> {
-    let reference = parse_reference(reference)?;
+    let reference = parse_existing_reference(name, reference)?;
     storage.manifest_delete(name, &reference).await?;
     finish(response(StatusCode::ACCEPTED), Body::empty())
 }
@@ -654,6 +666,22 @@ async fn referrers<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_that_cannot_exist_are_unknown_and_bad_digests_invalid() {
+        let cases = [
+            (".INVALID_MANIFEST_NAME", Some(ErrorCode::ManifestUnknown)),
+            ("-dash", Some(ErrorCode::ManifestUnknown)),
+            ("sha256:totallywrong", Some(ErrorCode::DigestInvalid)),
+            ("v1.0", None),
+        ];
+        for (reference, expected) in cases {
+            let code = parse_existing_reference("repo", reference)
+                .err()
+                .map(|e| e.code());
+            assert_eq!(code, expected, "{reference}");
+        }
+    }
 
     #[test]
     fn byte_ranges_resolve_against_the_size() {
