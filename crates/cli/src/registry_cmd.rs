@@ -72,9 +72,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "USER", requires = "proxy_remote")]
     proxy_username: Option<String>,
     /// How long a cached tag is served without asking upstream; after it a HEAD checks the
-    /// tag (seconds or 30s/5m/1h; replaces the config's proxy.ttl) [default: 5m]
+    /// tag (seconds or 30s/5m/1h; replaces the config's proxy.tagttl) [default: 5m]
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
-    proxy_ttl: Option<Duration>,
+    proxy_tag_ttl: Option<Duration>,
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
@@ -271,11 +271,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         read_only,
         delete_disabled: config.delete_enabled == Some(false),
     };
-    // The flags replace the config's upstream for every repository and its proxy.ttl;
-    // namespaces, and the ttl a namespace sets, stay.
+    // The flags replace the config's upstream for every repository and its proxy.tagttl;
+    // namespaces, and the tagttl a namespace sets, stay.
     let proxy_settings = config.proxy.unwrap_or_default();
     let tag_ttl = args
-        .proxy_ttl
+        .proxy_tag_ttl
         .or(proxy_settings.ttl)
         .unwrap_or(strata_registry::proxy::DEFAULT_TAG_TTL);
     let mut proxy = Vec::new();

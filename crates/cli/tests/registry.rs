@@ -1129,8 +1129,8 @@ impl Drop for Distribution {
     }
 }
 
-/// A tag is served from the cache without asking upstream within its TTL (`proxy.ttl`, or a
-/// namespace's own `ttl`), checked with a HEAD after it (a GET only when it changed upstream),
+/// A tag is served from the cache without asking upstream within its TTL (`proxy.tagttl`, or a
+/// namespace's own `tagttl`), checked with a HEAD after it (a GET only when it changed upstream),
 /// and served from the cache when upstream no longer has it or is down. Distribution's access
 /// log counts what the cache asked.
 #[test]
@@ -1143,13 +1143,17 @@ fn registry_pull_through_cache_rechecks_tags_with_head_after_the_ttl() {
     let port = free_port();
     let config = dir.path().join("cache.yml");
     let proxy = format!(
-        "proxy:\n  ttl: 1h\n  upstreams:\n    - {{namespace: long, remoteurl: \"{url}\"}}\n    \
-         - {{namespace: short, remoteurl: \"{url}\", ttl: 1s}}\n",
+        "proxy:\n  tagttl: 1h\n  upstreams:\n    - {{namespace: long, remoteurl: \"{url}\"}}\n    \
+         - {{namespace: short, remoteurl: \"{url}\", tagttl: 1s}}\n",
         url = upstream.url("")
     );
     std::fs::write(&config, yaml_config(port, &cache_root, &proxy)).unwrap();
     let cache = Server::launch(&cache_root, port, &["--config", config.to_str().unwrap()]);
-    assert!(!cache.log_text().contains("proxy.ttl"), "not ignored");
+    assert!(
+        !cache.log_text().contains("config: proxy"),
+        "{}",
+        cache.log_text()
+    );
     let tag = "/v2/library/app/manifests/v1";
     let pull = |namespace: &str| {
         let reply = cache.get(&format!("/v2/{namespace}/library/app/manifests/v1"));
@@ -1250,7 +1254,7 @@ fn registry_pull_through_cache_streams_large_blobs_once() {
             cache_root.to_str().unwrap(),
             "--proxy-remote",
             &upstream.url(""),
-            "--proxy-ttl",
+            "--proxy-tag-ttl",
             "10m",
         ],
     );

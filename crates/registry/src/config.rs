@@ -62,8 +62,8 @@ pub struct ProxySettings {
     pub password: Option<String>,
     /// strata: `<namespace>/<rest>` is fetched as `<rest>` from the namespace's registry.
     pub upstreams: Vec<NamespaceUpstream>,
-    /// `proxy.ttl`, read by strata as how long a cached tag is served without asking upstream
-    /// (Distribution: how long cached content is kept); the default for every upstream.
+    /// `proxy.tagttl` (strata): how long a cached tag is served without asking upstream; the
+    /// default for every upstream.
     pub ttl: Option<Duration>,
 }
 
@@ -76,8 +76,8 @@ pub struct NamespaceUpstream {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// This upstream's tag TTL (else `proxy.ttl`).
-    #[serde(default, deserialize_with = "optional_duration")]
+    /// This upstream's tag TTL, `tagttl` (else `proxy.tagttl`).
+    #[serde(rename = "tagttl", default, deserialize_with = "optional_duration")]
     pub ttl: Option<Duration>,
 }
 
@@ -416,7 +416,11 @@ struct ProxySection {
     /// strata: upstreams by namespace.
     upstreams: Option<Vec<NamespaceUpstream>>,
     /// strata: how long a cached tag is served without asking upstream.
-    ttl: Option<Seconds>,
+    tagttl: Option<Seconds>,
+    /// Distribution: how long cached content is kept. strata keeps it until the collector
+    /// finds it unreferenced, so this is warned about, not read as the tag TTL (a copied
+    /// `ttl: 168h` would otherwise serve week-old tags).
+    ttl: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -649,6 +653,7 @@ impl DistributionConfig {
             }
         }
         if let Some(proxy) = self.proxy {
+            ignored(warnings, &[("proxy.ttl", &proxy.ttl)]);
             let upstreams = proxy.upstreams.unwrap_or_default();
             if proxy.remoteurl.is_none() && upstreams.is_empty() {
                 return Err("proxy: needs remoteurl or upstreams".to_owned());
@@ -673,7 +678,7 @@ impl DistributionConfig {
                 username: proxy.username,
                 password: proxy.password,
                 upstreams,
-                ttl: proxy.ttl.map(|Seconds(duration)| duration),
+                ttl: proxy.tagttl.map(|Seconds(duration)| duration),
             });
         }
         if let Some(gc) = self.gc {
@@ -820,9 +825,9 @@ proxy:
   remoteurl: "http://127.0.0.1:5002"
   username: u
   password: p
-  ttl: 168h
+  tagttl: 168h
   upstreams:
-    - {namespace: hub, remoteurl: "https://registry-1.docker.io", ttl: 30s}
+    - {namespace: hub, remoteurl: "https://registry-1.docker.io", tagttl: 30s}
     - {namespace: mirrors/ghcr, remoteurl: "https://ghcr.io", username: g, password: h}
 gc: {interval: 1h30m, grace: 600}
 "#;
@@ -851,6 +856,20 @@ gc: {interval: 1h30m, grace: 600}
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         assert_eq!(config.gc_interval, Some(Duration::from_secs(5400)));
         assert_eq!(config.gc_grace, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn distributions_proxy_ttl_is_not_the_tag_ttl() {
+        // Distribution's `proxy.ttl` is how long cached content is kept; read as strata's tag
+        // TTL, a copied `ttl: 168h` would serve week-old tags.
+        let config = Config::parse("version: 0.1\nproxy: {remoteurl: x, ttl: 168h}\n").unwrap();
+        assert_eq!(config.proxy.unwrap().ttl, None);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0].starts_with("proxy.ttl:"),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]
@@ -911,11 +930,11 @@ gc: {interval: 1h30m, grace: 600}
                 "appears twice",
             ),
             (
-                "version: 0.1\nproxy: {remoteurl: x, ttl: soon}\n",
+                "version: 0.1\nproxy: {remoteurl: x, tagttl: soon}\n",
                 "invalid duration \"soon\"",
             ),
             (
-                "version: 0.1\nproxy: {upstreams: [{namespace: a, remoteurl: x, ttl: 1y}]}\n",
+                "version: 0.1\nproxy: {upstreams: [{namespace: a, remoteurl: x, tagttl: 1y}]}\n",
                 "invalid duration \"1y\"",
             ),
             ("version: 0.1\nlog: {level: loud}\n", "log.level"),
