@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, have, peers_required, run_tool, sha256};
+use common::{free_port, have, moto_port, peers_required, run_tool, sha256};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -3563,50 +3563,6 @@ thread_local! {
 }
 
 const S3_PREFIX: &str = "strata/registry";
-
-/// The port of this process's moto_server, started on first use; it exits with the process.
-fn moto_port() -> Option<u16> {
-    static MOTO: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
-    *MOTO.get_or_init(|| {
-        let found = Command::new("sh")
-            .args(["-c", "command -v moto_server"])
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if !found {
-            assert!(
-                !peers_required(),
-                "moto_server is required (STRATA_REQUIRE_PEERS=1)"
-            );
-            eprintln!("skipping: moto_server not available (pip install 'moto[server]')");
-            return None;
-        }
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!("strata-moto-{port}.log"));
-        // A detached watcher stops moto once this test process is gone.
-        let script = format!(
-            "(moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & m=$!; \
-             while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m) \
-             </dev/null >/dev/null 2>&1 &",
-            log = log.display(),
-            parent = std::process::id()
-        );
-        let started = Command::new("sh").args(["-c", &script]).status().unwrap();
-        assert!(started.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("http://127.0.0.1:{port}/"))
-            .call()
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(port)
-    })
-}
 
 /// Runs `test` with the thread's registries in a fresh S3 bucket.
 fn with_s3(test: fn()) {

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{free_port, peers_required, sha256};
+use common::{free_port, moto_port, sha256};
 use serde_json::{Value, json};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -1927,52 +1927,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A moto_server on a free loopback port, stopped by a watcher once this test process is gone;
-/// None (a skip) when moto_server is missing, unless STRATA_REQUIRE_PEERS=1.
-fn moto_port() -> Option<u16> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v moto_server"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !found {
-        assert!(
-            !peers_required(),
-            "moto_server is required (STRATA_REQUIRE_PEERS=1)"
-        );
-        eprintln!("skipping: moto_server not available (pip install 'moto[server]')");
-        return None;
-    }
-    let port = free_port();
-    let log = std::env::temp_dir().join(format!("strata-moto-{port}.log"));
-    let script = format!(
-        "(moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & m=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m) \
-         </dev/null >/dev/null 2>&1 &",
-        log = log.display(),
-        parent = std::process::id()
-    );
-    assert!(
-        Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(&format!("http://127.0.0.1:{port}/"))
-        .call()
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(port)
 }
 
 fn temp_root() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -185,3 +185,39 @@ pub fn debian_rootfs() -> Option<PathBuf> {
     eprintln!("skipping: no Debian rootfs at {}", path.display());
     None
 }
+
+/// The port of this test process's moto_server (a local S3), started on first use and stopped
+/// by a detached watcher once the process is gone; None (a skip) when moto_server is missing,
+/// unless STRATA_REQUIRE_PEERS=1.
+pub fn moto_port() -> Option<u16> {
+    static MOTO: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    *MOTO.get_or_init(|| {
+        if !have("moto_server", &["--help"]) {
+            return None;
+        }
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("strata-moto-{port}.log"));
+        let script = format!(
+            "(moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & m=$!; \
+             while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m) \
+             </dev/null >/dev/null 2>&1 &",
+            log = log.display(),
+            parent = std::process::id()
+        );
+        let started = Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(started.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while ureq::get(&format!("http://127.0.0.1:{port}/"))
+            .call()
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(port)
+    })
+}
