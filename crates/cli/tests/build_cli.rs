@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::build::*;
-use common::{Strata, fixtures, free_port, have, peers_required, run_tool};
+use common::{Strata, fixtures, free_port, have, peers_required, run_tool, spawn_registry};
 use serde_json::Value;
 
 /// Whether the sandbox can run (root); skips otherwise unless STRATA_REQUIRE_PEERS=1.
@@ -120,31 +120,16 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
-        let log = dir.path().join("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command
             .args(["registry", "serve", "--addr", &host, "--root"])
             .arg(dir.path().join("data"))
-            .env("STRATA_ROOT", dir.path().join("store"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut registry = Registry {
+            .env("STRATA_ROOT", dir.path().join("store"));
+        let child = spawn_registry(command, &dir.path().join("log"));
+        Registry {
             child,
             host,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("registry listening") {
-                return registry;
-            }
-            if let Some(status) = registry.child.try_wait().unwrap() {
-                panic!("registry exited with {status}: {text}");
-            }
-            assert!(Instant::now() < deadline, "registry did not start: {text}");
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, have, moto_port, peers_required, run_tool, sha256};
+use common::{free_port, have, moto_port, peers_required, run_tool, sha256, spawn_registry};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -53,37 +53,17 @@ impl Server {
 
     fn launch_env(root: &Path, port: u16, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let log = root.with_extension(format!("{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command
             .args(["registry", "serve"])
             .args(args)
             .envs(envs.iter().copied())
-            .env("STRATA_ROOT", root.with_extension("store"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = Server {
-            child: Some(child),
+            .env("STRATA_ROOT", root.with_extension("store"));
+        Server {
+            child: Some(spawn_registry(command, &log)),
             port,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            // Logged once the socket is bound (the only sign a TLS server gives plain HTTP).
-            if server.log_text().contains("registry listening") {
-                break;
-            }
-            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server exited with {status}: {}", server.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not start: {}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     fn log_text(&self) -> String {

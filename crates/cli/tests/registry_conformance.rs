@@ -19,11 +19,11 @@ mod common;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use base64::Engine as _;
-use common::{free_port, moto_port, sha256};
+use common::{free_port, moto_port, sha256, spawn_registry};
 use serde_json::{Value, json};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -1869,7 +1869,6 @@ fn run_suite(base: &str, backend: &str) {
 struct Server {
     child: Child,
     port: u16,
-    log: std::path::PathBuf,
 }
 
 impl Server {
@@ -1890,31 +1889,9 @@ impl Server {
             }
         }
         let log = root.with_extension("log");
-        let child = command
-            .env("STRATA_ROOT", root.with_extension("store"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = Server { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !server.log_text().contains("registry listening") {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("server exited with {status}: {}", server.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not start: {}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        command.env("STRATA_ROOT", root.with_extension("store"));
+        let child = spawn_registry(command, &log);
+        Server { child, port }
     }
 
     fn base(&self) -> String {

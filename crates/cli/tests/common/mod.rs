@@ -221,3 +221,32 @@ pub fn moto_port() -> Option<u16> {
         Some(port)
     })
 }
+
+/// Spawns `command` (a `strata registry serve ...` the caller has set up), its log in `log`, and
+/// waits until the server has bound its socket: it logs "registry listening" then, the only
+/// sign a TLS server gives a plain-HTTP prober. Panics with the log when the server exits or
+/// has not started within 20 s.
+pub fn spawn_registry(mut command: Command, log: &Path) -> std::process::Child {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("registry listening") {
+            return child;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("registry exited with {status}: {text}");
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("registry did not start: {text}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
