@@ -896,21 +896,7 @@ impl Registry {
                     .await?;
                 if put.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     // The registry wants chunks: start a fresh session for them.
-                    let response = self
-                        .send(
-                            Method::POST,
-                            &path,
-                            &[],
-                            |r| r.header(header::CONTENT_LENGTH, "0"),
-                            &scope,
-                        )
-                        .await?;
-                    if response.status() != StatusCode::ACCEPTED {
-                        return Err(self
-                            .unexpected(Method::POST, &path, response, repository)
-                            .await);
-                    }
-                    let location = self.location(&response, &path)?;
+                    let location = self.start_upload_scoped(repository, &scope).await?;
                     self.upload_chunked(&location, blob, blob_path, UPLOAD_CHUNK, &scope)
                         .await?;
                 } else if !put.status().is_success() {
@@ -925,15 +911,21 @@ impl Registry {
 
     /// Starts an upload session in `repository` (`POST .../blobs/uploads/`): its location.
     pub(crate) async fn start_upload(&self, repository: &str) -> Result<String> {
-        let path = format!("/v2/{repository}/blobs/uploads/");
         let scope = repository_scope(repository, "pull,push");
+        self.start_upload_scoped(repository, &scope).await
+    }
+
+    /// [`Registry::start_upload`] with the token scope of the push it is part of (which may
+    /// also cover a mount's source repository).
+    async fn start_upload_scoped(&self, repository: &str, scope: &str) -> Result<String> {
+        let path = format!("/v2/{repository}/blobs/uploads/");
         let response = self
             .send(
                 Method::POST,
                 &path,
                 &[],
                 |r| r.header(header::CONTENT_LENGTH, "0"),
-                &scope,
+                scope,
             )
             .await?;
         if response.status() != StatusCode::ACCEPTED {
